@@ -1,0 +1,293 @@
+"""The curation job: inputs → probe → scan → plan → filter → extract → (model stages) → shards.
+
+Runs on Ray Data. The CPU stages of one video run as one task (a chain of stateless stages, so
+the per-frame scan signals never leave the worker); model stages (captioner/) follow as actor
+pools; the driver is the only writer: it streams finished videos into shards and commits them
+through :class:`pipeline.journal.OutputJournal`, so an interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import numpy as np
+import yaml
+
+from captioner.config import CaptionJobConfig
+from pipeline.config import ConfigError, config_to_dict
+from pipeline.extract import ExtractConfig, ExtractStage
+from pipeline.filters import FilterConfig, FilterStage
+from pipeline.journal import OutputJournal
+from pipeline.plan import PlanConfig, PlanStage
+from pipeline.probe import ProbeConfig, ProbeStage
+from pipeline.records import VideoRecord
+from pipeline.scan import ScanConfig, scan_video
+from pipeline.shards import ShardConfig, ShardWriter
+from pipeline.stage import Resources, Stage, from_batch, map_stages, to_batch
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RayConfig:
+    """How the CPU stages use the cluster."""
+
+    num_cpus_per_video: float = 1.0  # CPUs reserved by one video's probe→extract task
+    max_videos_in_flight: int | None = None  # cap on concurrent video tasks (null: all free CPUs)
+
+
+@dataclass
+class CurateConfig:
+    """``vidforge curate``'s config (``configs/curate/default.yaml`` documents every key)."""
+
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
+    scan: ScanConfig = field(default_factory=ScanConfig)
+    plan: PlanConfig = field(default_factory=PlanConfig)
+    filter: FilterConfig = field(default_factory=FilterConfig)
+    extract: ExtractConfig = field(default_factory=ExtractConfig)
+    shards: ShardConfig = field(default_factory=ShardConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
+    caption: CaptionJobConfig | None = None  # model stages (aesthetic, dedup, captions, CLIP score); null: none
+
+
+class ScanStage(Stage):
+    """One decode pass per video: cuts, transitions, luma, sharpness, motion, keyframes."""
+
+    name = "scan"
+
+    def process_record(self, record: VideoRecord) -> VideoRecord:
+        start = time.perf_counter()
+        record.scan = scan_video(record.path, self.config)
+        record.keyframes = list(record.scan.keyframes)
+        record.video["seconds"] = record.video.get("seconds", 0.0) + time.perf_counter() - start
+        return record
+
+
+class VideoTaskStage(ProbeStage):
+    """The probe, heading the per-video CPU chain: declares the chain's resources from ``ray``."""
+
+    @classmethod
+    def resources(cls, config: tuple[ProbeConfig, RayConfig]) -> Resources:
+        return Resources(num_cpus=config[1].num_cpus_per_video, concurrency=config[1].max_videos_in_flight)
+
+    def __init__(self, config: tuple[ProbeConfig, RayConfig]) -> None:
+        super().__init__(config[0])
+
+
+def cpu_stages(config: CurateConfig) -> list[tuple[type[Stage], Any]]:
+    """The per-video chain, run as one Ray task per video (fused: the scan signals stay in the worker)."""
+    return [
+        (VideoTaskStage, (config.probe, config.ray)),
+        (ScanStage, config.scan),
+        (PlanStage, config.plan),
+        (FilterStage, config.filter),
+        (ExtractStage, config.extract),
+    ]
+
+
+def model_stages(config: CurateConfig) -> list[tuple[type[Stage], Any]]:
+    """The captioner's stages, when the config has a ``caption`` section."""
+    if config.caption is None:
+        return []
+    from captioner.stages import build_stages
+
+    return build_stages(config.caption)
+
+
+def start_ray(address: str | None = None, num_cpus: int | None = None) -> None:
+    """Connect to ``address`` / ``RAY_ADDRESS``, or start an embedded local Ray."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS")
+    kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING, "log_to_driver": True}
+    # our own progress bar replaces Ray Data's; silence the notice that they are off
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
+    if address:
+        ray.init(address=address, **kwargs)
+    else:
+        # an embedded single-machine cluster: its auto-generated token notice is noise here
+        logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
+        ray.init(address="local", num_cpus=num_cpus, **kwargs)
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
+
+
+def build_dataset(paths: list[str], stages: list[tuple[type[Stage], Any]]):
+    """The Ray Data plan: one block per video (up to a cap), then the stages (:func:`map_stages`)."""
+    import ray
+
+    items = [to_batch([VideoRecord(path=p)])["record"][0] for p in paths]
+    ds = ray.data.from_items([{"record": item} for item in items], override_num_blocks=max(1, min(len(items), 20000)))
+    return map_stages(ds, stages)
+
+
+@dataclass
+class CurateSummary:
+    inputs: int = 0
+    skipped_done: int = 0
+    videos_ok: int = 0
+    videos_failed: int = 0
+    clips: int = 0
+    kept: int = 0
+    shards: int = 0
+    hours_in: float = 0.0
+    hours_out: float = 0.0
+    seconds: float = 0.0
+    output: str = ""
+
+    def line(self) -> str:
+        return (
+            f"vidforge curate: {self.inputs} inputs ({self.videos_failed} failed"
+            f"{f', {self.skipped_done} already done' if self.skipped_done else ''}) → "
+            f"{self.clips} candidate clips, {self.kept} kept in {self.shards} shards; "
+            f"{self.hours_in:.3f} h in, {self.hours_out:.3f} h out; {self.seconds:.1f} s → {self.output}"
+        )
+
+
+class ShardSink:
+    """The driver side: groups finished videos into shards and commits them to the journal."""
+
+    def __init__(self, journal: OutputJournal, config: ShardConfig, manifest_only_every: int = 64) -> None:
+        self.journal = journal
+        self.config = config
+        self.manifest_only_every = manifest_only_every
+        self.writer: ShardWriter | None = None
+        self.videos: list[dict] = []
+        self.clips: list[dict] = []
+        self.kept_written = 0
+        self.consistent = True  # False while a video is half-added to the open shard
+
+    def add(self, record: VideoRecord) -> None:
+        self.consistent = False
+        for clip in record.kept_clips():
+            if clip.clip_id in self.journal.committed_clip_ids:  # the same content under another path
+                clip.reject("duplicate_source")
+                continue
+            if self.writer is None:
+                self.writer = ShardWriter(self.journal.shards_dir, self.journal.new_shard_index())
+            self.writer.add(clip)
+            self.kept_written += 1
+        record.video["num_kept"] = len(record.kept_clips())
+        self.videos.append(record.video)
+        self.clips.extend(clip.row for clip in record.clips)
+        self.consistent = True
+        full = self.writer is not None and (self.writer.size >= self.config.max_bytes or self.writer.count >= self.config.max_samples)
+        if full or (self.writer is None and len(self.videos) >= self.manifest_only_every):
+            self.flush()
+
+    def flush(self) -> None:
+        self.journal.commit(self.videos, self.clips, self.writer)
+        self.writer, self.videos, self.clips = None, [], []
+
+    def abort(self) -> None:
+        if self.writer is not None:
+            self.writer.abort()
+        self.writer, self.videos, self.clips = None, [], []
+
+
+def check_config_matches(root: Path, config: Any, name: str = "curate_config.yaml") -> None:
+    """Resuming with another config would mix two runs' outputs: refuse, naming the changed keys."""
+    saved_path = root / name
+    current = config_to_dict(config)
+    if saved_path.is_file():
+        saved = yaml.safe_load(saved_path.read_text()) or {}
+        changed = sorted(_diff_keys(saved, yaml.safe_load(yaml.safe_dump(current))))
+        if changed:
+            raise ConfigError(
+                f"{root}: an earlier run here used a different config ({', '.join(changed[:6])} changed); "
+                "rerun with the same config to resume, or pass --overwrite to start over"
+            )
+    else:
+        root.mkdir(parents=True, exist_ok=True)
+        saved_path.write_text(yaml.safe_dump(current, sort_keys=False))
+
+
+def _diff_keys(a: Any, b: Any, prefix: str = "") -> Iterator[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in set(a) | set(b):
+            yield from _diff_keys(a.get(key), b.get(key), f"{prefix}.{key}" if prefix else str(key))
+    elif a != b:
+        yield prefix
+
+
+def curate(
+    paths: list[str],
+    output: str | Path,
+    config: CurateConfig,
+    ray_address: str | None = None,
+    overwrite: bool = False,
+    num_cpus: int | None = None,
+    progress: bool = True,
+    on_video: Callable[[VideoRecord], None] | None = None,
+) -> CurateSummary:
+    """Curate ``paths`` into ``output``; resumes an interrupted run in the same folder."""
+    started = time.perf_counter()
+    root = Path(output)
+    journal = OutputJournal(root, overwrite=overwrite)
+    check_config_matches(root, config)
+    todo = [p for p in paths if p not in journal.done_paths]
+    summary = CurateSummary(inputs=len(paths), skipped_done=len(paths) - len(todo), output=str(root))
+    if journal.recovered_orphans:
+        log.warning("resuming: removed %d uncommitted files from an interrupted run", len(journal.recovered_orphans))
+    if todo:
+        start_ray(ray_address, num_cpus)
+        ds = build_dataset(todo, cpu_stages(config) + model_stages(config))
+        stream_into_shards(ds, ShardSink(journal, config.shards), len(todo), "video", progress, on_video)
+    videos, clips = journal.finalize()
+    _fill_summary(summary, videos, clips)
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def stream_into_shards(
+    ds, sink: ShardSink, total: int, unit: str, progress: bool, on_record: Callable[[VideoRecord], None] | None = None
+) -> None:
+    """Drain a dataset of finished records into ``sink``, with a progress bar (units and clips done, rate).
+
+    On any interruption the complete records already received are committed; the rest is redone
+    on resume.
+    """
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, unit=unit, desc="vidforge", disable=not progress, file=sys.stderr, dynamic_ncols=True)
+    try:
+        for batch in ds.iter_batches(batch_size=1, batch_format="numpy", prefetch_batches=1):
+            for record in from_batch(batch):
+                sink.add(record)
+                if on_record is not None:
+                    on_record(record)
+                bar.update(1)
+                bar.set_postfix(clips=sink.kept_written, refresh=False)
+        sink.flush()
+    except BaseException:
+        if sink.consistent:
+            sink.flush()
+        else:
+            sink.abort()
+        raise
+    finally:
+        bar.close()
+
+
+def _fill_summary(summary: CurateSummary, videos, clips) -> None:
+    import pyarrow.compute as pc
+
+    status = videos.column("status")
+    summary.videos_ok = pc.sum(pc.equal(status, "ok")).as_py() or 0
+    summary.videos_failed = pc.sum(pc.equal(status, "failed")).as_py() or 0
+    summary.clips = clips.num_rows
+    kept = clips.filter(clips.column("kept"))
+    summary.kept = kept.num_rows
+    summary.shards = len(set(s for s in kept.column("shard").to_pylist() if s))
+    summary.hours_in = (pc.sum(pc.fill_null(videos.column("duration_s"), 0.0)).as_py() or 0.0) / 3600
+    summary.hours_out = (pc.sum(kept.column("duration_s")).as_py() or 0.0) / 3600

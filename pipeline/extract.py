@@ -1,0 +1,195 @@
+"""Extract each kept clip to its own H.264 mp4 (in memory), frame-accurately, with PyAV.
+
+The second and last decode of a video: seeks to each kept span and decodes only that span,
+keeping exactly the frames [start_frame, end_frame) the manifest names (frame numbers are the
+scan's presentation-order numbering, matched here by presentation time). Optionally downscales
+(never upscales) and resamples to a target frame rate.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Iterator
+
+import av
+import numpy as np
+
+from pipeline.io import open_for_decode
+from pipeline.records import ClipRecord, VideoRecord
+from pipeline.stage import Stage
+
+
+@dataclass
+class ExtractConfig:
+    """Output encoding of the clips written to shards."""
+
+    max_short_side: int = 480  # downscale so the short side is at most this (0: keep the source size)
+    fps: float | None = None  # resample to this frame rate (null: keep the source rate)
+    codec: str = "libx264"
+    crf: int = 20
+    preset: str = "veryfast"
+    threads: int = 1  # encoder threads per clip (parallelism comes from Ray workers)
+    seek_gap_s: float = 2.0  # decode through gaps shorter than this instead of seeking
+
+    def __post_init__(self) -> None:
+        if self.max_short_side < 0:
+            raise ValueError("max_short_side must be >= 0")
+        if self.fps is not None and self.fps <= 0:
+            raise ValueError("fps must be > 0 or null")
+        if not 0 <= self.crf <= 51:
+            raise ValueError("crf must be in 0..51")
+
+
+def output_size(width: int, height: int, max_short_side: int) -> tuple[int, int]:
+    """Keep aspect, short side <= max_short_side, both even (yuv420p)."""
+    scale = 1.0
+    if max_short_side and min(width, height) > max_short_side:
+        scale = max_short_side / min(width, height)
+    w = max(2, int(round(width * scale / 2)) * 2)
+    h = max(2, int(round(height * scale / 2)) * 2)
+    return w, h
+
+
+def rotate_upright(image: np.ndarray, rotation: int) -> np.ndarray:
+    """Apply a display-matrix rotation (degrees counter-clockwise, as FFmpeg reports it)."""
+    k = (rotation // 90) % 4
+    return np.ascontiguousarray(np.rot90(image, k=k)) if k else image
+
+
+def _decode_spans(path: str, spans: list[tuple[float, float, int]], seek_gap_s: float) -> Iterator[tuple[int, av.VideoFrame, float]]:
+    """Yield (span index, frame, time from the first frame) for frames whose times fall in each span (t0, t1, count).
+
+    Frames are taken in presentation order from the first frame at or after t0 (half a frame of
+    tolerance), ``count`` of them, so the clip holds exactly the planned frames.
+    """
+    with av.open(open_for_decode(path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        tb = float(stream.time_base)
+        offset = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0  # scan times start at 0
+        position = -np.inf  # time of the last decoded frame
+        frames = None
+        for index, (t0, t1, count) in enumerate(spans):
+            half = 0.5 * (t1 - t0) / max(count, 1)
+            if frames is None or t0 < position or t0 - position > seek_gap_s:
+                container.seek(int(max(t0 + offset - half, 0) / tb), stream=stream, backward=True, any_frame=False)
+                frames = container.decode(stream)
+            taken = 0
+            for frame in frames:
+                t = (frame.pts * tb if frame.pts is not None else frame.time) - offset
+                position = t
+                if t < t0 - half:
+                    continue
+                yield index, frame, t
+                taken += 1
+                if taken >= count:
+                    break
+            if taken < count:
+                raise ValueError(f"span {t0:.3f}-{t1:.3f} s: expected {count} frames, decoded {taken}")
+
+
+class ClipEncoder:
+    """Streams frames into an in-memory H.264 mp4, resampling to ``fps_out`` on the fly when set.
+
+    Resampling takes, for each output time t0 + k/fps_out, the nearest source frame.
+    """
+
+    def __init__(self, fps: float, size: tuple[int, int], config: ExtractConfig, resample: bool, span: tuple[float, float]) -> None:
+        self.buffer = io.BytesIO()
+        self.container = av.open(self.buffer, "w", format="mp4")
+        self.stream = self.container.add_stream(config.codec, rate=Fraction(fps).limit_denominator(1001))
+        self.stream.width, self.stream.height = size
+        self.stream.pix_fmt = "yuv420p"
+        self.stream.codec_context.thread_count = config.threads
+        self.stream.options = {"crf": str(config.crf), "preset": config.preset}
+        self.size = size
+        self.fps = fps
+        self.resample = resample
+        self.t0, self.t_end = span
+        self.next_target = self.t0
+        self.previous: tuple[float, av.VideoFrame] | None = None
+        self.count = 0
+
+    def _write(self, frame: av.VideoFrame) -> None:
+        out = frame.reformat(width=self.size[0], height=self.size[1], format="yuv420p")
+        out.pts = None
+        self.container.mux(self.stream.encode(out))
+        self.count += 1
+
+    def add(self, frame: av.VideoFrame, t: float) -> None:
+        if not self.resample:
+            self._write(frame)
+            return
+        while self.next_target <= t and self.next_target < self.t_end - 1e-9:
+            if self.previous is not None and abs(self.previous[0] - self.next_target) < abs(t - self.next_target):
+                self._write(self.previous[1])
+            else:
+                self._write(frame)
+            self.next_target = self.t0 + (self.count) / self.fps
+        self.previous = (t, frame)
+
+    def finish(self) -> bytes:
+        if self.resample and self.previous is not None:
+            while self.next_target < self.t_end - 1e-9:
+                self._write(self.previous[1])
+                self.next_target = self.t0 + self.count / self.fps
+        self.container.mux(self.stream.encode())
+        self.container.close()
+        return self.buffer.getvalue()
+
+
+def extract_clips(record: VideoRecord, config: ExtractConfig) -> None:
+    """Fill ``clip.mp4`` and the output fps/size/frame count of every kept clip of ``record``."""
+    kept = sorted(record.kept_clips(), key=lambda c: c.row["start_frame"])
+    if not kept:
+        return
+    scan = record.scan
+    rotation = int(record.video.get("rotation") or 0)
+    spans = []
+    for clip in kept:
+        a, b = clip.row["start_frame"], clip.row["end_frame"]
+        t1 = float(scan.frame_times[b - 1]) if b - 1 < len(scan.frame_times) else clip.row["end_s"]
+        spans.append((float(scan.frame_times[a]), t1, b - a))
+    current: ClipEncoder | None = None
+    current_index = -1
+    for index, frame, t in _decode_spans(record.path, spans, config.seek_gap_s):
+        if index != current_index:
+            if current is not None:
+                _finish(kept[current_index], current)
+            clip = kept[index]
+            size = output_size(clip.row["source_width"], clip.row["source_height"], config.max_short_side)
+            fps = config.fps or float(clip.row["source_fps"])
+            current = ClipEncoder(fps, size, config, resample=bool(config.fps), span=(t, float(clip.row["end_s"])))
+            current_index = index
+        if rotation:
+            frame = av.VideoFrame.from_ndarray(rotate_upright(frame.to_ndarray(format="rgb24"), rotation), format="rgb24")
+        current.add(frame, t)
+    if current is not None:
+        _finish(kept[current_index], current)
+
+
+def _finish(clip: ClipRecord, encoder: ClipEncoder) -> None:
+    clip.mp4 = encoder.finish()
+    clip.row.update(fps=encoder.fps, width=encoder.size[0], height=encoder.size[1], num_frames=encoder.count)
+
+
+class ExtractStage(Stage):
+    """Decode only the kept spans again and encode each kept clip to H.264 mp4 bytes."""
+
+    name = "extract"
+
+    def process_record(self, record: VideoRecord) -> VideoRecord:
+        start = time.perf_counter()
+        extract_clips(record, self.config)
+        # the last CPU stage: what follows (model stages, the driver) needs no per-frame signals
+        record.scan = None
+        record.probe = None
+        record.keyframes = []
+        for clip in record.clips:
+            if not clip.kept:
+                clip.keyframes = []
+        record.video["seconds"] = record.video.get("seconds", 0.0) + time.perf_counter() - start
+        return record

@@ -1,0 +1,137 @@
+"""The output folder as a journal: commits, crash recovery and the final manifests.
+
+A commit is a group of finished units (input videos for ``curate``, groups of input clips for
+``caption``): their shard (if they kept clips) is renamed into place, then
+``manifest/parts/part-NNNNNN-clips.parquet``, then ``part-NNNNNN-units.parquet`` (the commit
+marker). On start, parts without a marker, shards no committed clip names and temporary files
+are removed: the units they held were not committed and are processed again. So a run killed at
+any point (Ctrl-C, SIGKILL, a lost node) and rerun with the same command skips finished videos,
+never duplicates or loses a clip and never exposes half a shard. ``finalize`` merges the parts
+into the units manifest (``manifest/videos.parquet`` for curation) and ``manifest/clips.parquet``.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.manifest import CLIP_SCHEMA, CLIPS_FILE, VIDEO_SCHEMA, VIDEOS_FILE, conform, write_table_atomic
+from pipeline.shards import shard_name
+
+_PART = re.compile(r"part-(\d{6})-(units|clips)\.parquet$")
+_SHARD = re.compile(r"shard-(\d{6})\.tar$")
+
+
+class OutputError(OSError):
+    """The output folder cannot be used (not writable, not a vidforge folder...)."""
+
+
+class OutputJournal:
+    def __init__(
+        self, root: str | Path, overwrite: bool = False, unit_schema: pa.Schema = VIDEO_SCHEMA, units_file: str = VIDEOS_FILE
+    ) -> None:
+        self.root = Path(root)
+        self.unit_schema = unit_schema
+        self.units_file = units_file
+        self.shards_dir = self.root / "shards"
+        self.parts_dir = self.root / "manifest" / "parts"
+        try:
+            if overwrite:
+                self.clear()
+            self.shards_dir.mkdir(parents=True, exist_ok=True)
+            self.parts_dir.mkdir(parents=True, exist_ok=True)
+            probe = self.root / ".write-test"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise OutputError(f"{self.root}: output folder is not writable ({exc.strerror or exc})") from None
+        self.done_paths: set[str] = set()
+        self.committed_clip_ids: set[str] = set()
+        self.next_part = 0
+        self.next_shard = 0
+        self.recovered_orphans: list[str] = []
+        self._recover()
+
+    def clear(self) -> None:
+        """Remove what an earlier run wrote (``--overwrite``); other files in the folder stay."""
+        for sub in ("shards", "manifest", "report"):
+            shutil.rmtree(self.root / sub, ignore_errors=True)
+        for name in ("curate_config.yaml", "caption_config.yaml"):
+            (self.root / name).unlink(missing_ok=True)
+
+    def _part_path(self, index: int, kind: str) -> Path:
+        return self.parts_dir / f"part-{index:06d}-{kind}.parquet"
+
+    def _recover(self) -> None:
+        for tmp in list(self.shards_dir.glob(".*.tmp-*")) + list(self.parts_dir.glob(".*.tmp-*")):
+            tmp.unlink(missing_ok=True)
+            self.recovered_orphans.append(tmp.name)
+        markers = {int(m.group(1)) for p in self.parts_dir.iterdir() if (m := _PART.match(p.name)) and m.group(2) == "units"}
+        committed_shards: set[str] = set()
+        for path in sorted(self.parts_dir.iterdir()):
+            m = _PART.match(path.name)
+            if not m:
+                continue
+            index = int(m.group(1))
+            if index not in markers:  # a clips part whose commit never finished
+                path.unlink()
+                self.recovered_orphans.append(path.name)
+                continue
+            self.next_part = max(self.next_part, index + 1)
+            if m.group(2) == "units":
+                self.done_paths.update(pq.read_table(path, columns=["path"]).column("path").to_pylist())
+            else:
+                table = pq.read_table(path, columns=["clip_id", "shard", "kept"])
+                for clip_id, shard, kept in zip(*(table.column(c).to_pylist() for c in ("clip_id", "shard", "kept"))):
+                    if kept:
+                        self.committed_clip_ids.add(clip_id)
+                    if shard:
+                        committed_shards.add(shard)
+        for tar in sorted(self.shards_dir.glob("shard-*.tar")):
+            if tar.name not in committed_shards:  # renamed, but its manifest was never committed
+                tar.unlink()
+                self.recovered_orphans.append(tar.name)
+        indices = [int(m.group(1)) for s in committed_shards if (m := _SHARD.match(s))]
+        self.next_shard = max(indices) + 1 if indices else 0
+
+    def new_shard_index(self) -> int:
+        index = self.next_shard
+        self.next_shard += 1
+        return index
+
+    def shard_path(self, index: int) -> Path:
+        return self.shards_dir / shard_name(index)
+
+    def commit(self, units: list[dict], clips: list[dict], shard=None) -> None:
+        """Make a group of finished units durable: shard, then clips part, then the units marker."""
+        if not units:
+            if shard is not None:
+                shard.abort()
+            return
+        units_table = conform(units, self.unit_schema)
+        clips_table = conform(clips, CLIP_SCHEMA)
+        if shard is not None:
+            shard.commit()
+        index = self.next_part
+        write_table_atomic(clips_table, self._part_path(index, "clips"))
+        write_table_atomic(units_table, self._part_path(index, "units"))
+        self.next_part += 1
+        self.done_paths.update(u["path"] for u in units)
+        self.committed_clip_ids.update(c["clip_id"] for c in clips if c.get("kept"))
+
+    def finalize(self) -> tuple[pa.Table, pa.Table]:
+        """Merge every committed part into the units and clips manifests (atomic writes); return them."""
+        def merged(kind: str, schema: pa.Schema) -> pa.Table:
+            paths = sorted(p for p in self.parts_dir.iterdir() if (m := _PART.match(p.name)) and m.group(2) == kind)
+            tables = [pq.read_table(p, schema=schema) for p in paths]
+            return pa.concat_tables(tables) if tables else schema.empty_table()
+
+        units = merged("units", self.unit_schema)
+        clips = merged("clips", CLIP_SCHEMA)
+        write_table_atomic(units, self.root / self.units_file)
+        write_table_atomic(clips, self.root / CLIPS_FILE)
+        return units, clips

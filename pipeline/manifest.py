@@ -1,0 +1,113 @@
+"""The data contract: the Parquet manifests' schemas, and reading and writing them.
+
+``manifest/videos.parquet``: one row per input video. ``manifest/clips.parquet``: one row per
+candidate clip, kept or not. Columns filled by later stages (aesthetic score, captions) are
+null until those stages run. See ARCHITECTURE.md ("The data contract").
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+VIDEO_SCHEMA = pa.schema(
+    [
+        pa.field("path", pa.string(), nullable=False),
+        pa.field("status", pa.string(), nullable=False),  # "ok" | "failed"
+        pa.field("error", pa.string()),  # one-line reason when failed
+        pa.field("content_hash", pa.string()),
+        pa.field("size_bytes", pa.int64()),
+        pa.field("duration_s", pa.float64()),
+        pa.field("fps", pa.float64()),  # average frame rate (frames / duration for variable frame rate)
+        pa.field("vfr", pa.bool_()),  # variable frame rate detected
+        pa.field("frame_count", pa.int64()),
+        pa.field("width", pa.int32()),  # display size, after rotation
+        pa.field("height", pa.int32()),
+        pa.field("rotation", pa.int32()),
+        pa.field("codec", pa.string()),
+        pa.field("num_scenes", pa.int32()),
+        pa.field("num_transitions", pa.int32()),
+        pa.field("num_clips", pa.int32()),
+        pa.field("num_kept", pa.int32()),
+        pa.field("seconds", pa.float64()),  # wall time spent on this video by the CPU stages
+    ]
+)
+
+CLIP_SCHEMA = pa.schema(
+    [
+        pa.field("clip_id", pa.string(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("source_hash", pa.string()),
+        pa.field("scene_index", pa.int32()),
+        pa.field("start_frame", pa.int64()),  # [start_frame, end_frame) in source frame numbers
+        pa.field("end_frame", pa.int64()),
+        pa.field("start_s", pa.float64()),
+        pa.field("end_s", pa.float64()),
+        pa.field("duration_s", pa.float64()),
+        pa.field("fps", pa.float64()),  # of the extracted clip
+        pa.field("width", pa.int32()),  # of the extracted clip
+        pa.field("height", pa.int32()),
+        pa.field("num_frames", pa.int64()),  # of the extracted clip
+        pa.field("source_fps", pa.float64()),
+        pa.field("source_width", pa.int32()),
+        pa.field("source_height", pa.int32()),
+        # scores from the scan (see pipeline/filters.py for units)
+        pa.field("motion", pa.float64()),
+        pa.field("motion_p95", pa.float64()),
+        pa.field("shake", pa.float64()),
+        pa.field("sharpness", pa.float64()),
+        pa.field("brightness", pa.float64()),
+        # scores from model stages (captioner/)
+        pa.field("aesthetic", pa.float64()),
+        pa.field("clip_score", pa.float64()),
+        pa.field("duplicate_of", pa.string()),
+        pa.field("kept", pa.bool_(), nullable=False),
+        pa.field("reject_reason", pa.string()),
+        pa.field("error", pa.string()),
+        pa.field("shard", pa.string()),
+        pa.field("keyframe_times", pa.list_(pa.float64())),
+        # captions (captioner/)
+        pa.field("caption", pa.string()),
+        pa.field("caption_status", pa.string()),  # "ok" | "failed" | null when not captioned
+        pa.field("caption_error", pa.string()),
+        pa.field("frame_captions", pa.string()),  # JSON list of {"time_s", "caption"}
+        pa.field("caption_provenance", pa.string()),  # JSON: models, revisions, prompt version, decoding, seconds
+    ]
+)
+
+VIDEOS_FILE = "manifest/videos.parquet"
+CLIPS_FILE = "manifest/clips.parquet"
+
+
+def conform(rows: Iterable[dict[str, Any]], schema: pa.Schema) -> pa.Table:
+    """Rows to a table with exactly ``schema``'s columns (missing ones null, extra keys an error)."""
+    rows = list(rows)
+    names = set(schema.names)
+    for row in rows:
+        extra = set(row) - names
+        if extra:
+            raise KeyError(f"manifest row has columns outside the schema: {sorted(extra)}")
+    columns = {name: [row.get(name) for row in rows] for name in schema.names}
+    return pa.table(columns, schema=schema)
+
+
+def write_table_atomic(table: pa.Table, path: str | Path) -> None:
+    """Write a Parquet file under a temporary name, then rename it: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+
+
+def read_manifest(path: str | Path, schema: pa.Schema) -> pa.Table:
+    """Read a manifest and check it has the contract's columns."""
+    table = pq.read_table(path)
+    missing = [n for n in schema.names if n not in table.column_names]
+    if missing:
+        raise ValueError(f"{path}: not a vidforge manifest, missing columns {missing}")
+    return table

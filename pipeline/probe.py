@@ -1,0 +1,149 @@
+"""Probe: what an input video is, with PyAV, before any frame is scanned.
+
+Reads the container header and demuxes the video packets (no decoding but the first frame):
+duration, frame rate (variable frame rate detected from packet timestamps), size, rotation,
+codec and frame count. A file that is empty, not a video, audio-only, truncated, a single frame,
+or shorter/smaller than the configured minimum is reported with a one-line reason.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import av
+import numpy as np
+
+from pipeline.io import content_hash, file_size, open_for_decode
+from pipeline.records import VideoRecord
+from pipeline.stage import Stage
+
+
+@dataclass
+class ProbeConfig:
+    """Minimums an input must meet to be scanned at all (smaller inputs end as ``failed``)."""
+
+    min_duration_s: float = 2.0
+    min_width: int = 128
+    min_height: int = 128
+
+    def __post_init__(self) -> None:
+        if self.min_duration_s < 0 or self.min_width < 1 or self.min_height < 1:
+            raise ValueError("min_duration_s must be >= 0, min_width and min_height >= 1")
+
+
+@dataclass
+class ProbeResult:
+    duration_s: float
+    fps: float
+    vfr: bool
+    frame_count: int
+    width: int  # display size (after rotation)
+    height: int
+    rotation: int
+    codec: str
+
+
+class ProbeError(Exception):
+    """The input cannot be curated; the message is the one-line reason for the manifest."""
+
+
+def probe_video(path: str) -> ProbeResult:
+    """Inspect a video; raise :class:`ProbeError` with a one-line reason when it is unusable."""
+    if file_size(path) == 0:
+        raise ProbeError("empty file")
+    try:
+        container = av.open(open_for_decode(path), metadata_errors="ignore")
+    except av.FFmpegError as exc:
+        raise ProbeError(f"not a video file ({exc.strerror or type(exc).__name__})") from None
+    with container:
+        if not container.streams.video:
+            kinds = sorted({s.type for s in container.streams}) or ["no streams"]
+            raise ProbeError(f"no video stream (has {', '.join(kinds)})")
+        stream = container.streams.video[0]
+        codec = stream.codec_context.name
+        width, height = stream.codec_context.width, stream.codec_context.height
+        time_base = float(stream.time_base) if stream.time_base else 0.0
+        pts: list[int] = []
+        corrupt = 0
+        try:
+            for packet in container.demux(stream):
+                if packet.size == 0:
+                    continue
+                if packet.is_corrupt:
+                    corrupt += 1
+                if packet.pts is not None:
+                    pts.append(packet.pts)
+        except av.FFmpegError as exc:
+            raise ProbeError(f"truncated or corrupt stream after {len(pts)} packets ({exc.strerror or exc})") from None
+        if corrupt:
+            raise ProbeError(f"truncated or corrupt stream ({corrupt} corrupt packet{'s' if corrupt > 1 else ''})")
+        declared = int(stream.frames or 0)
+        if declared and len(pts) < declared:
+            raise ProbeError(f"truncated: header declares {declared} frames, only {len(pts)} present")
+        # the first frame must decode (and tells the rotation)
+        container.seek(0)
+        rotation = 0
+        try:
+            first = next(container.decode(stream), None)
+        except av.FFmpegError as exc:
+            raise ProbeError(f"undecodable video stream ({exc.strerror or exc})") from None
+        if first is None:
+            raise ProbeError("no decodable video frames")
+        rotation = int(getattr(first, "rotation", 0) or 0) % 360
+    frame_count = len(pts)
+    if frame_count <= 1:
+        raise ProbeError(f"{frame_count} frame{'s' if frame_count != 1 else ''}: not a video")
+    ts = np.sort(np.asarray(pts, dtype=np.float64)) * time_base
+    deltas = np.diff(ts)
+    median = float(np.median(deltas)) if len(deltas) else 0.0
+    vfr = bool(median > 0 and np.mean(np.abs(deltas - median) > 0.1 * median) > 0.05)
+    duration = float(ts[-1] - ts[0] + (median if median > 0 else 0.0))
+    fps = frame_count / duration if duration > 0 else float(stream.average_rate or 0)
+    if not vfr and stream.average_rate:
+        fps = float(stream.average_rate)
+    if rotation in (90, 270):
+        width, height = height, width
+    return ProbeResult(duration, fps, vfr, frame_count, width, height, rotation, codec)
+
+
+def check_minimums(result: ProbeResult, config: ProbeConfig) -> None:
+    if result.duration_s < config.min_duration_s:
+        raise ProbeError(f"too short: {result.duration_s:.2f} s < min_duration_s {config.min_duration_s:g} s")
+    if result.width < config.min_width or result.height < config.min_height:
+        raise ProbeError(
+            f"too small: {result.width}x{result.height} < minimum {config.min_width}x{config.min_height}"
+        )
+
+
+class ProbeStage(Stage):
+    """Fill the record's ``videos.parquet`` row; unusable inputs end ``failed`` with the reason."""
+
+    name = "probe"
+
+    def process_record(self, record: VideoRecord) -> VideoRecord:
+        start = time.perf_counter()
+        config: ProbeConfig = self.config
+        record.video.update(path=record.path, status="ok", error=None, num_scenes=0, num_transitions=0, num_clips=0, num_kept=0)
+        try:
+            record.video["size_bytes"] = file_size(record.path)
+            result = probe_video(record.path)
+            record.video.update(
+                duration_s=result.duration_s,
+                fps=result.fps,
+                vfr=result.vfr,
+                frame_count=result.frame_count,
+                width=result.width,
+                height=result.height,
+                rotation=result.rotation,
+                codec=result.codec,
+            )
+            check_minimums(result, config)
+            record.video["content_hash"] = content_hash(record.path)
+            record.probe = result
+        except ProbeError as exc:
+            record.fail(str(exc))
+        except OSError as exc:
+            record.fail(f"unreadable: {exc}")
+        record.video["seconds"] = time.perf_counter() - start
+        return record

@@ -1,0 +1,634 @@
+"""Synthetic H.264 videos with ground truth, for tests, benchmarks and ``vidforge demo``.
+
+Frames are rendered from images that ship with matplotlib (``mpl-data/sample_data``: a photo of
+Grace Hopper, the Minduka pack, the matplotlib logo, terrain and MRI arrays rendered through
+colormaps with hill shading), seen through a virtual camera that pans, zooms, shakes or holds
+still. Shots are joined by hard cuts, dissolves (cross-fades) and fades through black, and the
+exact frame ranges of every shot and transition are recorded.
+
+Conventions (shared with :mod:`pipeline.scan`): frame ranges are ``[start, end)``; a cut has
+``start == end`` (the cut lies just before frame ``start``); frames inside a dissolve or fade
+belong to no shot.
+
+Command line: ``python -m pipeline.samples OUT_DIR [--num-videos N] [--seed S]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from fractions import Fraction
+from functools import lru_cache
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+SHOT_KINDS = ("pan", "zoom", "panzoom", "still", "shaky", "dark")
+TRANSITION_KINDS = ("cut", "dissolve", "fade")
+
+
+# --------------------------------------------------------------------------------------------
+# Ground truth records
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ShotTruth:
+    """A shot: frames ``[start, end)`` filmed with one camera move (``kind``) over ``source``."""
+
+    start: int
+    end: int
+    kind: str
+    source: str
+
+
+@dataclass
+class TransitionTruth:
+    """A transition: ``cut`` (``start == end``: the cut is just before frame ``start``),
+    ``dissolve`` or ``fade``; frames ``[start, end)`` belong to no shot."""
+
+    start: int
+    end: int
+    kind: str
+
+
+@dataclass
+class SampleVideo:
+    """A generated video file and its ground truth."""
+
+    path: str
+    fps: float
+    width: int
+    height: int
+    num_frames: int
+    shots: list[ShotTruth] = field(default_factory=list)
+    transitions: list[TransitionTruth] = field(default_factory=list)
+
+    def to_dict(self, relative_to: Path | None = None) -> dict:
+        data = dataclasses.asdict(self)
+        if relative_to is not None:
+            try:
+                data["path"] = str(Path(self.path).resolve().relative_to(Path(relative_to).resolve()))
+            except ValueError:
+                pass
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict, base: Path | None = None) -> SampleVideo:
+        path = Path(data["path"])
+        if base is not None and not path.is_absolute():
+            path = Path(base) / path
+        return cls(
+            path=str(path),
+            fps=float(data["fps"]),
+            width=int(data["width"]),
+            height=int(data["height"]),
+            num_frames=int(data["num_frames"]),
+            shots=[ShotTruth(**s) for s in data["shots"]],
+            transitions=[TransitionTruth(**t) for t in data["transitions"]],
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Specs: what to render
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ShotSpec:
+    """One shot to render: ``kind`` in :data:`SHOT_KINDS`, a source name from :func:`source_names`,
+    and its own length in frames (transition frames come on top)."""
+
+    kind: str
+    source: str
+    frames: int
+
+
+@dataclass
+class TransitionSpec:
+    """How two shots are joined: ``cut``; ``dissolve`` over ``frames`` frames; ``fade`` out over
+    ``frames`` frames, ``black`` black frames, then in over ``frames_in`` (defaults to ``frames``)."""
+
+    kind: str
+    frames: int = 0
+    black: int = 0
+    frames_in: int | None = None
+
+    @property
+    def length(self) -> int:
+        if self.kind == "cut":
+            return 0
+        if self.kind == "dissolve":
+            return self.frames
+        return self.frames + self.black + self.fade_in_frames
+
+    @property
+    def fade_in_frames(self) -> int:
+        return self.frames if self.frames_in is None else self.frames_in
+
+    def check(self) -> None:
+        if self.kind not in TRANSITION_KINDS:
+            raise ValueError(f"transition kind: expected one of {TRANSITION_KINDS}, got {self.kind!r}")
+        if self.kind != "cut" and self.frames < 1:
+            raise ValueError(f"{self.kind}: expected frames >= 1, got {self.frames}")
+
+
+# --------------------------------------------------------------------------------------------
+# Source images
+# --------------------------------------------------------------------------------------------
+
+_SOURCE_MIN_SIDE = 480  # sources are resized so their short side is this many pixels
+
+
+def _rgba_to_rgb(img: np.ndarray, background: tuple[float, float, float]) -> np.ndarray:
+    img = img.astype(np.float32)
+    if img.max() > 1.0:
+        img = img / 255.0
+    if img.ndim == 2:
+        img = np.repeat(img[:, :, None], 3, axis=2)
+    if img.shape[2] == 4:
+        alpha = img[:, :, 3:4]
+        img = img[:, :, :3] * alpha + np.asarray(background, np.float32) * (1.0 - alpha)
+    return img[:, :, :3]
+
+
+def _shaded(elevation: np.ndarray, cmap: str, vert_exag: float) -> np.ndarray:
+    from matplotlib import colormaps
+    from matplotlib.colors import LightSource
+
+    elevation = np.asarray(elevation, np.float64)
+    light = LightSource(azdeg=315, altdeg=45)
+    return light.shade(elevation, cmap=colormaps[cmap], blend_mode="overlay", vert_exag=vert_exag)[:, :, :3]
+
+
+def _load_source(name: str) -> np.ndarray:
+    """Render source ``name`` as an RGB float image in [0, 1] (full size, before resizing)."""
+    import matplotlib.image as mpimg
+    from matplotlib import cbook, colormaps
+
+    family, _, variant = name.partition(":")
+    if family == "hopper":
+        with cbook.get_sample_data("grace_hopper.jpg") as f:
+            rgb = _rgba_to_rgb(mpimg.imread(f, format="jpg"), (0, 0, 0))
+        if variant == "":
+            return rgb
+        gray = rgb @ np.asarray([0.299, 0.587, 0.114], np.float32)
+        return colormaps[variant](gray)[:, :, :3]
+    if family == "dem":
+        elevation = cbook.get_sample_data("jacksboro_fault_dem.npz")["elevation"]
+        return _shaded(elevation, variant, vert_exag=0.05)
+    if family == "topo":
+        topo = cbook.get_sample_data("topobathy.npz")["topo"]
+        return _shaded(cv2.resize(topo.astype(np.float32), (480, 364), interpolation=cv2.INTER_CUBIC), variant, 0.02)
+    if family == "mri":
+        import gzip
+
+        with gzip.open(cbook.get_sample_data("s1045.ima.gz", asfileobj=False)) as f:
+            raw = f.read()
+        im = np.frombuffer(raw, np.uint16).astype(np.float32).reshape(256, 256)
+        im = im / max(float(im.max()), 1.0)
+        return colormaps[variant](np.clip(im * 1.6, 0, 1))[:, :, :3]
+    if family == "minduka":
+        with cbook.get_sample_data("Minduka_Present_Blue_Pack.png") as f:
+            img = _rgba_to_rgb(mpimg.imread(f, format="png"), (0.95, 0.85, 0.55))
+        return np.tile(img, (2, 3, 1))  # a wall of packs
+    if family == "logo":
+        with cbook.get_sample_data("logo2.png") as f:
+            logo = _rgba_to_rgb(mpimg.imread(f, format="png"), (0.15, 0.2, 0.35))
+        return np.concatenate([logo, logo[:, ::-1], logo], axis=0)
+    raise ValueError(f"unknown sample source {name!r} (known: {', '.join(source_names())})")
+
+
+def source_names() -> list[str]:
+    """Names of the renderable sources, ``family:variant``. Shots from different families share
+    no image content."""
+    return [
+        "hopper:",
+        "hopper:viridis",
+        "hopper:copper",
+        "dem:gist_earth",
+        "dem:terrain",
+        "dem:magma",
+        "dem:cividis",
+        "topo:ocean",
+        "topo:summer",
+        "mri:bone",
+        "mri:inferno",
+        "minduka:",
+        "logo:",
+    ]
+
+
+def source_family(name: str) -> str:
+    return name.partition(":")[0]
+
+
+@lru_cache(maxsize=32)
+def load_source(name: str) -> np.ndarray:
+    """Source ``name`` as an RGB ``uint8`` image whose short side is 480 pixels (cached)."""
+    img = np.clip(_load_source(name), 0.0, 1.0)
+    h, w = img.shape[:2]
+    scale = _SOURCE_MIN_SIDE / min(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    interp = cv2.INTER_CUBIC if scale > 1 else cv2.INTER_AREA
+    out = cv2.resize((img * 255.0).astype(np.float32), size, interpolation=interp)
+    out = np.clip(out, 0, 255).astype(np.uint8)
+    out.setflags(write=False)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Camera paths and rendering
+# --------------------------------------------------------------------------------------------
+
+
+class _Camera:
+    """A crop window over a source image as a function of the shot-local frame index ``t``.
+
+    ``t`` runs over ``[t0, t1)``: shot frames are ``[0, frames)``; frames before 0 and after
+    ``frames`` are rendered for transitions (the camera keeps moving through a dissolve).
+    """
+
+    def __init__(self, spec: ShotSpec, t0: int, t1: int, size: tuple[int, int], rng: np.random.Generator):
+        self.spec = spec
+        self.image = load_source(spec.source)
+        self.size = size
+        self.t0, self.t1 = t0, max(t1, t0 + 1)
+        width, height = size
+        src_h, src_w = self.image.shape[:2]
+        fit = min(src_w / width, src_h / height)  # largest scale (source px per output px) that fits
+        kind = spec.kind
+        n = self.t1 - self.t0
+        if kind in ("still", "pan", "dark", "shaky"):
+            s0 = s1 = fit * rng.uniform(0.55, 0.75)
+        elif kind == "zoom":
+            s0, s1 = fit * 0.9, fit * rng.uniform(0.45, 0.6)
+            if rng.random() < 0.5:
+                s0, s1 = s1, s0
+        else:  # panzoom
+            s0, s1 = fit * 0.8, fit * 0.5
+            if rng.random() < 0.5:
+                s0, s1 = s1, s0
+        self.s0, self.s1 = s0, s1
+        smax = max(s0, s1)
+        lo = np.array([smax * width / 2, smax * height / 2])
+        hi = np.array([src_w - smax * width / 2, src_h - smax * height / 2])
+        room = np.maximum(hi - lo, 0.0)
+        self.lo, self.hi = lo, hi
+        if kind in ("still", "zoom"):
+            c0 = c1 = lo + room * rng.uniform(0.3, 0.7, size=2)
+        elif kind in ("pan", "dark", "panzoom"):
+            # 1.2 .. 3 output pixels per frame, mostly horizontal, clamped to the room available
+            speed = rng.uniform(1.2, 3.0) * smax
+            angle = rng.uniform(-0.5, 0.5) + (math.pi if rng.random() < 0.5 else 0.0)
+            direction = np.array([math.cos(angle), math.sin(angle)])
+            dist = np.minimum(speed * n * np.abs(direction), room * 0.95)
+            mid = lo + room * 0.5
+            c0 = mid - np.sign(direction) * dist / 2
+            c1 = mid + np.sign(direction) * dist / 2
+        else:  # shaky: fast back-and-forth pan plus hand-held jitter
+            c0 = lo + room * 0.5
+            c1 = c0
+        self.c0, self.c1 = c0, c1
+        self.room = room
+        if kind == "shaky":
+            self.period = rng.uniform(18, 30)  # frames per sweep
+            self.amp = room * np.array([0.45, 0.25])
+            self.jitter = rng.normal(0.0, 2.5 * smax, size=(n, 2))
+        # a dark shot is a dim (not black) picture: mean luma about 28 of 255
+        luma = float((self.image.reshape(-1, 3) @ np.array([0.299, 0.587, 0.114])).mean())
+        self.gain = 28.0 / max(luma, 1.0) if kind == "dark" else 1.0
+
+    def render(self, t: int) -> np.ndarray:
+        """The RGB float32 frame at shot-local index ``t``."""
+        n = self.t1 - self.t0
+        u = (t - self.t0) / max(n - 1, 1)
+        s = self.s0 + (self.s1 - self.s0) * u
+        c = self.c0 + (self.c1 - self.c0) * u
+        if self.spec.kind == "shaky":
+            phase = (t - self.t0) / self.period
+            tri = 2.0 * abs(2.0 * (phase - math.floor(phase + 0.5)))  - 1.0  # triangle wave in [-1, 1]
+            c = c + self.amp * np.array([tri, math.sin(phase * 2.3)])
+            c = c + self.jitter[min(max(t - self.t0, 0), n - 1)]
+        c = np.clip(c, self.lo, self.hi) if np.all(self.hi >= self.lo) else c
+        width, height = self.size
+        matrix = np.array([[s, 0.0, c[0] - s * width / 2], [0.0, s, c[1] - s * height / 2]], np.float64)
+        frame = cv2.warpAffine(
+            self.image, matrix, (width, height), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+            borderMode=cv2.BORDER_REFLECT,
+        ).astype(np.float32)
+        if self.gain != 1.0:
+            frame *= self.gain
+        return frame
+
+
+def _render_frames(shots: list[ShotSpec], transitions: list[TransitionSpec], size, rng):
+    """Yield RGB float32 frames of the whole video, and return the ground truth via a list."""
+    cameras = []
+    for i, spec in enumerate(shots):
+        before = transitions[i - 1] if i > 0 else None
+        after = transitions[i] if i < len(transitions) else None
+        pre = 0 if before is None else (before.frames if before.kind == "dissolve" else before.fade_in_frames if before.kind == "fade" else 0)
+        post = 0 if after is None else (after.frames if after.kind in ("dissolve", "fade") else 0)
+        cameras.append(_Camera(spec, -pre, spec.frames + post, size, rng))
+    black = np.zeros((size[1], size[0], 3), np.float32)
+    for i, (spec, cam) in enumerate(zip(shots, cameras)):
+        for t in range(spec.frames):
+            yield cam.render(t)
+        if i == len(shots) - 1:
+            break
+        tr, nxt = transitions[i], cameras[i + 1]
+        if tr.kind == "dissolve":
+            for k in range(tr.frames):
+                a = (k + 1) / (tr.frames + 1)
+                yield (1.0 - a) * cam.render(spec.frames + k) + a * nxt.render(k - tr.frames)
+        elif tr.kind == "fade":
+            for k in range(tr.frames):
+                yield cam.render(spec.frames + k) * ((tr.frames - k) / (tr.frames + 1))
+            for _ in range(tr.black):
+                yield black
+            fin = tr.fade_in_frames
+            for k in range(fin):
+                yield nxt.render(k - fin) * ((k + 1) / (fin + 1))
+
+
+def _ground_truth(shots: list[ShotSpec], transitions: list[TransitionSpec]):
+    shot_truth, transition_truth = [], []
+    pos = 0
+    for i, spec in enumerate(shots):
+        shot_truth.append(ShotTruth(pos, pos + spec.frames, spec.kind, spec.source))
+        pos += spec.frames
+        if i < len(transitions):
+            tr = transitions[i]
+            transition_truth.append(TransitionTruth(pos, pos + tr.length, tr.kind))
+            pos += tr.length
+    return shot_truth, transition_truth, pos
+
+
+def _open_h264(path: Path, fps, size, *, faststart: bool = False, crf: int = 18):
+    options = {"movflags": "+faststart"} if faststart else {}
+    container = av.open(str(path), mode="w", format="mp4", options=options)
+    stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+    stream.width, stream.height = size
+    stream.pix_fmt = "yuv420p"
+    stream.codec_context.gop_size = max(1, int(round(float(fps) * 2)))
+    stream.options = {"preset": "superfast", "crf": str(crf), "threads": "1"}
+    return container, stream
+
+
+def _write_frames(path: Path, frames, fps, size, **kwargs) -> int:
+    container, stream = _open_h264(path, fps, size, **kwargs)
+    count = 0
+    try:
+        for rgb in frames:
+            arr = np.clip(rgb, 0, 255).astype(np.uint8) if rgb.dtype != np.uint8 else rgb
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+            count += 1
+        for packet in stream.encode():
+            container.mux(packet)
+    finally:
+        container.close()
+    return count
+
+
+def make_video(
+    path: str | Path,
+    shots: list[ShotSpec],
+    transitions: list[TransitionSpec] | None = None,
+    fps: float = 24,
+    size: tuple[int, int] = (320, 180),
+    seed: int = 0,
+) -> SampleVideo:
+    """Render ``shots`` joined by ``transitions`` (one fewer; default: hard cuts) into an H.264
+    mp4 at ``path`` and return its ground truth."""
+    transitions = list(transitions) if transitions is not None else [TransitionSpec("cut")] * (len(shots) - 1)
+    if not shots:
+        raise ValueError("make_video: expected at least one shot")
+    if len(transitions) != len(shots) - 1:
+        raise ValueError(f"make_video: expected {len(shots) - 1} transitions for {len(shots)} shots, got {len(transitions)}")
+    if size[0] % 2 or size[1] % 2:
+        raise ValueError(f"make_video: size must be even for yuv420p, got {size}")
+    for spec in shots:
+        if spec.kind not in SHOT_KINDS:
+            raise ValueError(f"shot kind: expected one of {SHOT_KINDS}, got {spec.kind!r}")
+        if spec.frames < 1:
+            raise ValueError(f"shot frames: expected >= 1, got {spec.frames}")
+    for tr in transitions:
+        tr.check()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    shot_truth, transition_truth, total = _ground_truth(shots, transitions)
+    written = _write_frames(path, _render_frames(shots, transitions, size, rng), fps, size)
+    assert written == total, (written, total)
+    return SampleVideo(str(path), float(fps), size[0], size[1], total, shot_truth, transition_truth)
+
+
+# --------------------------------------------------------------------------------------------
+# Corpus
+# --------------------------------------------------------------------------------------------
+
+
+def _pick_sources(rng: np.random.Generator, count: int) -> list[str]:
+    """``count`` sources where consecutive ones come from different families."""
+    names = source_names()
+    out: list[str] = []
+    for _ in range(count):
+        allowed = [n for n in names if not out or source_family(n) != source_family(out[-1])]
+        unused = [n for n in allowed if n not in out] or allowed
+        out.append(unused[rng.integers(len(unused))])
+    return out
+
+
+def corpus_specs(
+    num_videos: int,
+    seed: int = 0,
+    fps: float = 24,
+    shots_per_video: tuple[int, int] = (3, 6),
+    shot_seconds: tuple[float, float] = (2.0, 6.0),
+) -> list[tuple[list[ShotSpec], list[TransitionSpec]]]:
+    """The shot and transition plan of a corpus; shot and transition kinds are dealt from
+    shuffled decks so every kind occurs as soon as the corpus has enough shots."""
+    rng = np.random.default_rng(seed)
+    shot_deck: list[str] = []
+    transition_deck: list[str] = []
+
+    def deal(deck: list[str], kinds) -> str:
+        if not deck:
+            deck.extend(rng.permutation(list(kinds)).tolist())
+        return deck.pop()
+
+    plans = []
+    for _ in range(num_videos):
+        n_shots = int(rng.integers(shots_per_video[0], shots_per_video[1] + 1))
+        sources = _pick_sources(rng, n_shots)
+        shots = []
+        for src in sources:
+            kind = deal(shot_deck, SHOT_KINDS)
+            seconds = rng.uniform(*shot_seconds)
+            if kind == "shaky":
+                seconds = min(seconds, 3.5)
+            shots.append(ShotSpec(kind, src, max(2, int(round(seconds * fps)))))
+        transitions = []
+        for _ in range(n_shots - 1):
+            kind = deal(transition_deck, ("cut", "cut", "dissolve", "fade"))
+            if kind == "cut":
+                transitions.append(TransitionSpec("cut"))
+            elif kind == "dissolve":
+                transitions.append(TransitionSpec("dissolve", int(rng.integers(8, 25))))
+            else:
+                transitions.append(
+                    TransitionSpec("fade", int(rng.integers(6, 17)), int(rng.integers(0, 9)), int(rng.integers(6, 17)))
+                )
+        plans.append((shots, transitions))
+    return plans
+
+
+def make_corpus(
+    out_dir: str | Path,
+    num_videos: int = 6,
+    seed: int = 0,
+    fps: float = 24,
+    size: tuple[int, int] = (320, 180),
+    shots_per_video: tuple[int, int] = (3, 6),
+    shot_seconds: tuple[float, float] = (2.0, 6.0),
+) -> list[SampleVideo]:
+    """Write ``num_videos`` videos ``video_NNN.mp4`` to ``out_dir`` plus ``ground_truth.json``.
+
+    Deterministic for a given ``seed``. Defaults give 10-30 s videos of 3-6 shots of 2-6 s at
+    24 fps, joined by a mix of cuts, dissolves (8-24 frames) and fades through black.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    videos = []
+    plans = corpus_specs(num_videos, seed, fps, shots_per_video, shot_seconds)
+    for i, (shots, transitions) in enumerate(plans):
+        path = out_dir / f"video_{i:03d}.mp4"
+        videos.append(make_video(path, shots, transitions, fps=fps, size=size, seed=seed * 1000 + i))
+    write_ground_truth(out_dir / "ground_truth.json", videos)
+    return videos
+
+
+def write_ground_truth(path: str | Path, videos: list[SampleVideo]) -> None:
+    """Write the ground truth of ``videos`` as JSON; video paths are stored relative to it."""
+    path = Path(path)
+    data = {"videos": [v.to_dict(relative_to=path.parent) for v in videos]}
+    path.write_text(json.dumps(data, indent=1))
+
+
+def load_ground_truth(path: str | Path) -> list[SampleVideo]:
+    """Read a ``ground_truth.json`` written by :func:`make_corpus`."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+        return [SampleVideo.from_dict(v, base=path.parent) for v in data["videos"]]
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: ground truth file not found") from None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: not a vidforge ground truth file ({exc})") from None
+
+
+# --------------------------------------------------------------------------------------------
+# Broken inputs
+# --------------------------------------------------------------------------------------------
+
+
+def make_broken_inputs(out_dir: str | Path) -> dict[str, Path]:
+    """Files a curation run must survive, each ending as ``failed`` (or, for ``one_frame``,
+    too short to make a clip):
+
+    - ``empty``: a zero-byte ``empty.mp4``;
+    - ``not_video``: a text file named ``not_video.mp4``;
+    - ``truncated``: an H.264 mp4 whose header (moov first) announces 48 frames but whose file
+      stops halfway through the frame data;
+    - ``truncated_no_index``: the first half of an mp4 whose index (moov) was at the end, so it
+      cannot be opened at all;
+    - ``audio_only``: ``audio_only.mp4`` holding one AAC audio stream and no video;
+    - ``one_frame``: a valid H.264 mp4 of a single frame.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, Path] = {}
+
+    paths["empty"] = out_dir / "empty.mp4"
+    paths["empty"].write_bytes(b"")
+
+    paths["not_video"] = out_dir / "not_video.mp4"
+    paths["not_video"].write_text("This is a text file, not a video.\n" * 20)
+
+    size = (160, 96)
+    cam = _Camera(ShotSpec("pan", "hopper:", 48), 0, 48, size, np.random.default_rng(0))
+    frames = [cam.render(t) for t in range(48)]
+
+    full = out_dir / "_full_faststart.mp4"
+    _write_frames(full, frames, 24, size, faststart=True)
+    data = full.read_bytes()
+    full.unlink()
+    paths["truncated"] = out_dir / "truncated.mp4"
+    paths["truncated"].write_bytes(data[: len(data) // 2])
+
+    full = out_dir / "_full.mp4"
+    _write_frames(full, frames, 24, size)
+    data = full.read_bytes()
+    full.unlink()
+    paths["truncated_no_index"] = out_dir / "truncated_no_index.mp4"
+    paths["truncated_no_index"].write_bytes(data[: len(data) // 2])
+
+    paths["audio_only"] = out_dir / "audio_only.mp4"
+    _write_audio(paths["audio_only"])
+
+    paths["one_frame"] = out_dir / "one_frame.mp4"
+    _write_frames(paths["one_frame"], frames[:1], 24, size)
+    return paths
+
+
+def _write_audio(path: Path, seconds: float = 1.0, rate: int = 44100) -> None:
+    container = av.open(str(path), mode="w", format="mp4")
+    stream = container.add_stream("aac", rate=rate)
+    stream.layout = "mono"
+    t = np.arange(int(seconds * rate)) / rate
+    samples = (0.2 * np.sin(2 * np.pi * 440.0 * t)).astype(np.float32)
+    frame_size = stream.codec_context.frame_size or 1024
+    try:
+        for i in range(0, len(samples), frame_size):
+            chunk = samples[i : i + frame_size]
+            frame = av.AudioFrame.from_ndarray(chunk[None, :], format="fltp", layout="mono")
+            frame.sample_rate = rate
+            frame.pts = i
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    finally:
+        container.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.samples", description=__doc__.split("\n\n")[0])
+    parser.add_argument("out_dir")
+    parser.add_argument("--num-videos", type=int, default=6)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--fps", type=float, default=24)
+    parser.add_argument("--width", type=int, default=320)
+    parser.add_argument("--height", type=int, default=180)
+    parser.add_argument("--broken", action="store_true", help="also write broken inputs to OUT_DIR/broken")
+    args = parser.parse_args(argv)
+    videos = make_corpus(args.out_dir, args.num_videos, args.seed, args.fps, (args.width, args.height))
+    for v in videos:
+        kinds = ", ".join(t.kind for t in v.transitions)
+        print(f"{v.path}: {v.num_frames} frames, {len(v.shots)} shots ({kinds})")
+    if args.broken:
+        for name, p in make_broken_inputs(Path(args.out_dir) / "broken").items():
+            print(f"{p}: {name}")
+    print(f"ground truth: {Path(args.out_dir) / 'ground_truth.json'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,387 @@
+"""The single decode pass: everything about a video that needs pixels, in one pass.
+
+Each frame is decoded once (PyAV, threaded) and downscaled once by swscale to a small BGR
+analysis frame; from it come
+
+- hard cuts from PySceneDetect's ``AdaptiveDetector`` and ``ContentDetector``, fed frame by
+  frame through their ``process_frame`` / ``post_process`` API;
+- gradual transitions (dissolves, fades through black) from :mod:`pipeline.transitions`;
+- per-frame mean luma, sharpness (variance of the Laplacian), optical flow (OpenCV DIS or
+  Farneback) magnitude and global (median) motion;
+- keyframes on a regular time grid, JPEG-encoded from the same decoded frame.
+
+Memory is bounded: only per-frame scalars grow with the video; frames live in small ring
+buffers. Frame times come from pts (VFR-safe); rotation metadata is applied.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any, Literal
+
+import av
+import cv2
+from av.video.reformatter import VideoReformatter
+import numpy as np
+
+from pipeline.records import Keyframe
+from pipeline.transitions import BlendSpanDetector, Transition, resolve_transitions
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ScanConfig", "ScanError", "ScanResult", "Transition", "scan_video", "open_video_input"]
+
+
+@dataclass
+class ScanConfig:
+    """Settings of the scan (section ``scan`` of the curate config)."""
+
+    analysis_width: int = 160
+    """Width of the analysis frames (height follows the aspect ratio, rounded to even)."""
+    flow_width: int = 96
+    """Width at which optical flow is computed (downscaled from the analysis frame)."""
+    flow_method: Literal["dis", "farneback"] = "dis"
+    """``dis``: OpenCV DIS optical flow, preset ultrafast; ``farneback``: OpenCV Farneback."""
+    decode_threads: int = 0
+    """Decoder threads (0: FFmpeg's choice); frame and slice threading (``thread_type=AUTO``)."""
+
+    keyframe_interval_s: float = 0.5
+    """Keyframes for the model stages every this many seconds (first frame at or after each tick)."""
+    keyframe_short_side: int = 384
+    """Short side of keyframe JPEGs in pixels (never larger than the video's own)."""
+    keyframe_jpeg_quality: int = 90
+    """JPEG quality of keyframes (1-100)."""
+
+    cut_detector: Literal["adaptive", "content", "both"] = "adaptive"
+    """PySceneDetect detector(s) for hard cuts: ``both`` takes the union of their cuts."""
+    content_threshold: float = 27.0
+    """``ContentDetector`` threshold (mean HSV change, 0-255)."""
+    adaptive_threshold: float = 3.0
+    """``AdaptiveDetector`` ratio of a frame's score to its neighbours' mean."""
+    adaptive_min_content: float = 15.0
+    """``AdaptiveDetector`` minimum content score for a cut."""
+    adaptive_window: int = 2
+    """``AdaptiveDetector`` frames each side averaged for the ratio."""
+    min_shot_frames: int = 12
+    """Minimum frames between two hard cuts (PySceneDetect ``min_scene_len``)."""
+
+    gradual: bool = True
+    """Detect dissolves and fades (:mod:`pipeline.transitions`)."""
+    blend_width: int = 32
+    """Width of the tiny grey frames used to fit blends (coarse: robust to small motion)."""
+    blend_min_frames: int = 4
+    """Shortest dissolve/fade ramp searched, in frames."""
+    blend_max_frames: int = 32
+    """Longest dissolve/fade ramp searched, in frames (ring buffer size)."""
+    blend_min_change: float = 10.0
+    """Minimum mean grey-level difference (0-255) between the frames before and after a blend."""
+    blend_max_residual: float = 0.6
+    """Maximum blend-fit residual, relative to that difference."""
+    blend_max_sharpness_dip: float = 0.65
+    """Sharpness over its linear interpolation between the ends, mean over the middle half of
+    the span, must be at most this (a dissolve of unrelated pictures: ~0.5; pans, zooms: ~1)."""
+    black_luma: float = 12.0
+    """Frames with mean luma (0-255) below this are black (inside a fade)."""
+    cut_merge_frames: int = 2
+    """Hard cuts within this many frames of a gradual transition are dropped."""
+
+    def __post_init__(self) -> None:
+        if self.analysis_width < 16 or self.analysis_width % 2:
+            raise ValueError(f"analysis_width: expected an even integer >= 16, got {self.analysis_width}")
+        if not 8 <= self.flow_width <= self.analysis_width:
+            raise ValueError(f"flow_width: expected 8..analysis_width ({self.analysis_width}), got {self.flow_width}")
+        if not 8 <= self.blend_width <= self.analysis_width:
+            raise ValueError(f"blend_width: expected 8..analysis_width ({self.analysis_width}), got {self.blend_width}")
+        if self.keyframe_interval_s <= 0:
+            raise ValueError(f"keyframe_interval_s: expected > 0, got {self.keyframe_interval_s}")
+        if self.keyframe_short_side < 16:
+            raise ValueError(f"keyframe_short_side: expected >= 16, got {self.keyframe_short_side}")
+        if not 1 <= self.keyframe_jpeg_quality <= 100:
+            raise ValueError(f"keyframe_jpeg_quality: expected 1..100, got {self.keyframe_jpeg_quality}")
+        if not 1 <= self.blend_min_frames <= self.blend_max_frames:
+            raise ValueError("blend_min_frames, blend_max_frames: expected 1 <= min <= max")
+
+
+@dataclass
+class ScanResult:
+    """What one pass over a video found. Frame ranges are ``[start, end)``."""
+
+    fps: float
+    num_frames: int
+    frame_times: np.ndarray  # (n,) seconds from the first frame's pts
+    width: int  # decoded display size (after rotation)
+    height: int
+    analysis_size: tuple[int, int]  # (width, height) of the analysis frames
+    luma: np.ndarray  # (n,) mean luma 0..255
+    sharpness: np.ndarray  # (n,) variance of the Laplacian of the grey analysis frame
+    motion: np.ndarray  # (n,) mean optical-flow magnitude, frame-widths per second (0: first frame of a shot, transitions)
+    global_motion: np.ndarray  # (n, 2) median flow (dx, dy), frame-widths per second
+    cut_scores: dict[str, np.ndarray]  # per-frame detector scores (``content_val``), for debugging/report
+    shots: list[tuple[int, int]]  # shots, transitions excluded
+    transitions: list[Transition]
+    keyframes: list[Keyframe]
+    seconds: float  # wall time of the scan
+    rotation: int = 0  # display rotation applied (degrees counter-clockwise)
+    decode_error: str | None = None  # set when decoding stopped early (truncated file): results cover what decoded
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def duration_s(self) -> float:
+        if self.num_frames == 0:
+            return 0.0
+        return float(self.frame_times[-1]) + 1.0 / self.fps
+
+    def shot_mean(self, values: np.ndarray, shot: tuple[int, int]) -> float:
+        """Mean of a per-frame array over a shot, skipping its first frame (flow across the cut)."""
+        s, e = shot
+        inner = values[s + 1 : e] if e - s > 1 else values[s:e]
+        return float(np.mean(inner)) if len(inner) else 0.0
+
+
+class ScanError(RuntimeError):
+    """A video could not be scanned; the message names the file and the reason."""
+
+
+def open_video_input(path: str):
+    """A local path for PyAV, or an open file object for a remote URI (``s3://``, ``gs://``, ...)."""
+    if path.startswith("file://"):
+        return path[len("file://") :]
+    if "://" in path:
+        try:
+            import pyarrow.fs as pafs
+
+            fs, inner = pafs.FileSystem.from_uri(path)
+            return fs.open_input_file(inner)
+        except Exception:  # fall back to fsspec, which knows more protocols
+            import fsspec
+
+            return fsspec.open(path, "rb").open()
+    return path
+
+
+def _even(x: float) -> int:
+    return max(2, int(round(x / 2.0)) * 2)
+
+
+def _make_cut_detectors(config: ScanConfig) -> dict:
+    from scenedetect.detectors import AdaptiveDetector, ContentDetector
+
+    detectors = {}
+    if config.cut_detector in ("adaptive", "both"):
+        detectors["adaptive"] = AdaptiveDetector(
+            adaptive_threshold=config.adaptive_threshold,
+            min_scene_len=config.min_shot_frames,
+            window_width=config.adaptive_window,
+            min_content_val=config.adaptive_min_content,
+        )
+    if config.cut_detector in ("content", "both"):
+        detectors["content"] = ContentDetector(threshold=config.content_threshold, min_scene_len=config.min_shot_frames)
+    return detectors
+
+
+class _Flow:
+    def __init__(self, method: str):
+        self.method = method
+        if method == "dis":
+            self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
+
+    def __call__(self, prev: np.ndarray, cur: np.ndarray) -> np.ndarray:
+        if self.method == "dis":
+            return self._dis.calc(prev, cur, None)
+        return cv2.calcOpticalFlowFarneback(prev, cur, None, 0.5, 3, 9, 3, 5, 1.1, 0)
+
+
+def _rotate(img: np.ndarray, rotation: int) -> np.ndarray:
+    k = (rotation // 90) % 4
+    return np.ascontiguousarray(np.rot90(img, k)) if k else img
+
+
+def _downscale_bgr(frame: av.VideoFrame, width: int, height: int, sws: VideoReformatter) -> np.ndarray:
+    """The frame as a small BGR image: for yuv420p, box-filter the planes with OpenCV and convert
+    the small frame (several times cheaper than swscale's area filter); otherwise swscale."""
+    if frame.format.name == "yuv420p" and frame.width >= width and frame.height >= height:
+        planes = []
+        for plane, (w, h) in zip(frame.planes, ((width, height), (width // 2, height // 2), (width // 2, height // 2))):
+            arr = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, : plane.width]
+            planes.append(cv2.resize(arr, (w, h), interpolation=cv2.INTER_AREA).reshape(-1))
+        i420 = np.concatenate(planes).reshape(height * 3 // 2, width)
+        return cv2.cvtColor(i420, cv2.COLOR_YUV2BGR_I420)
+    return sws.reformat(frame, width, height, "bgr24", interpolation="AREA").to_ndarray()
+
+
+def scan_video(path: str, config: ScanConfig | None = None) -> ScanResult:
+    """Decode ``path`` once and compute cuts, gradual transitions, per-frame scores and keyframes."""
+    from scenedetect import FrameTimecode
+
+    config = config or ScanConfig()
+    t_start = time.perf_counter()
+    source = open_video_input(str(path))
+    try:
+        container = av.open(source)
+    except (av.error.FFmpegError, OSError, ValueError) as exc:
+        raise ScanError(f"{path}: cannot open as a video: {exc}") from None
+    try:
+        if not container.streams.video:
+            raise ScanError(f"{path}: no video stream")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        if config.decode_threads:
+            stream.thread_count = config.decode_threads
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate or Fraction(24)
+        fps = float(rate)
+        fps_frac = Fraction(rate)
+
+        detectors = _make_cut_detectors(config)
+        blend = (
+            BlendSpanDetector(
+                config.blend_min_frames, config.blend_max_frames, config.blend_min_change,
+                config.blend_max_residual, config.blend_max_sharpness_dip, black_luma=config.black_luma,
+            )
+            if config.gradual
+            else None
+        )
+        flow = _Flow(config.flow_method)
+        analysis_sws = VideoReformatter()  # reusing a reformatter keeps its swscale context
+        keyframe_sws = VideoReformatter()
+
+        times: list[float] = []
+        luma: list[float] = []
+        sharp: list[float] = []
+        motion: list[float] = []
+        gmotion: list[tuple[float, float]] = []
+        scores: dict[str, list[float]] = {name: [] for name in detectors}
+        cuts: set[int] = set()
+        keyframes: list[Keyframe] = []
+        next_key_t = 0.0
+        prev_flow_gray = None
+        first_pts_t = None
+        rotation = 0
+        geom = None  # (analysis w, h, flow w, h, blend w, h, display w, h, keyframe w, h)
+        decode_error = None
+        index = -1
+        tc = None
+        try:
+            for frame in container.decode(stream):
+                index += 1
+                if geom is None:
+                    rotation = int(getattr(frame, "rotation", 0) or 0)
+                    rotation = int(round(rotation / 90.0)) * 90 % 360
+                    fw, fh = frame.width, frame.height
+                    dw, dh = (fh, fw) if rotation in (90, 270) else (fw, fh)
+                    aw = config.analysis_width
+                    ah = _even(aw * dh / dw)
+                    flw, flh = config.flow_width, _even(config.flow_width * dh / dw)
+                    bw, bh = config.blend_width, max(2, round(config.blend_width * dh / dw))
+                    short = max(2, min(config.keyframe_short_side, dw, dh) // 2 * 2)
+                    kw, kh = (_even(short * dw / dh), short) if dw >= dh else (short, _even(short * dh / dw))
+                    geom = (aw, ah, flw, flh, bw, bh, dw, dh, kw, kh)
+                aw, ah, flw, flh, bw, bh, dw, dh, kw, kh = geom
+
+                # pts-based time, VFR-safe
+                if frame.pts is not None and frame.time is not None:
+                    if first_pts_t is None:
+                        first_pts_t = float(frame.time)
+                    t = float(frame.time) - first_pts_t
+                else:
+                    t = index / fps
+                times.append(t)
+
+                # one downscale by swscale (a reused context), in the frame's coded orientation
+                sw, sh = (ah, aw) if rotation in (90, 270) else (aw, ah)
+                bgr = _rotate(_downscale_bgr(frame, sw, sh, analysis_sws), rotation)
+
+                tc = FrameTimecode(index, fps=fps_frac)
+                for name, det in detectors.items():
+                    for cut in det.process_frame(tc, bgr):
+                        cuts.add(int(cut.frame_num))
+                    score = getattr(det, "_frame_score", None)
+                    scores[name].append(float(score) if score is not None else float("nan"))
+
+                gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+                luma.append(float(cv2.mean(gray)[0]))
+                lap = cv2.Laplacian(gray, cv2.CV_32F)
+                sharpness = float(cv2.meanStdDev(lap)[1][0, 0] ** 2)
+                sharp.append(sharpness)
+
+                flow_gray = cv2.resize(gray, (flw, flh), interpolation=cv2.INTER_AREA)
+                if prev_flow_gray is None:
+                    motion.append(0.0)
+                    gmotion.append((0.0, 0.0))
+                else:
+                    dt = t - times[-2]
+                    if dt <= 0:
+                        dt = 1.0 / fps
+                    uv = flow(prev_flow_gray, flow_gray)
+                    mag = cv2.magnitude(uv[..., 0], uv[..., 1])
+                    per_s = 1.0 / (flw * dt)
+                    motion.append(float(cv2.mean(mag)[0]) * per_s)
+                    med = np.median(uv[::2, ::2].reshape(-1, 2), axis=0)  # every other pixel is plenty
+                    gmotion.append((float(med[0]) * per_s, float(med[1]) * per_s))
+                prev_flow_gray = flow_gray
+
+                if blend is not None:
+                    small = cv2.resize(flow_gray, (bw, bh), interpolation=cv2.INTER_AREA)
+                    blend.push(small.astype(np.float32), sharpness)
+
+                if t + 1e-6 >= next_key_t:
+                    sw, sh = (kh, kw) if rotation in (90, 270) else (kw, kh)
+                    key_bgr = _rotate(keyframe_sws.reformat(frame, sw, sh, "bgr24", interpolation="AREA").to_ndarray(), rotation)
+                    ok, buf = cv2.imencode(".jpg", key_bgr, [cv2.IMWRITE_JPEG_QUALITY, config.keyframe_jpeg_quality])
+                    if ok:
+                        keyframes.append(Keyframe(frame_index=index, time_s=t, jpeg=buf.tobytes()))
+                    while next_key_t <= t + 1e-6:
+                        next_key_t += config.keyframe_interval_s
+        except av.error.FFmpegError as exc:
+            if index < 0:
+                raise ScanError(f"{path}: cannot decode any frame: {exc}") from None
+            decode_error = f"decoding stopped after {index + 1} frames: {exc}"
+            log.warning("%s: %s", path, decode_error)
+        if index < 0:
+            raise ScanError(f"{path}: no decodable video frames")
+        if tc is not None:
+            for det in detectors.values():
+                for cut in det.post_process(tc):
+                    cuts.add(int(cut.frame_num))
+    finally:
+        container.close()
+        if hasattr(source, "close"):
+            source.close()
+
+    n = index + 1
+    luma_arr = np.asarray(luma, np.float32)
+    blends = blend.finish() if blend is not None else []
+    transitions, shots = resolve_transitions(
+        n, sorted(cuts), blends, luma_arr, black_luma=config.black_luma, cut_tolerance=config.cut_merge_frames
+    )
+    motion_arr = np.asarray(motion, np.float32)
+    gmotion_arr = np.asarray(gmotion, np.float32).reshape(n, 2)
+    # flow across a cut or through a transition is not camera motion
+    not_in_shot = np.ones(n, bool)
+    for s, e in shots:
+        not_in_shot[s + 1 : e] = False
+    motion_arr[not_in_shot] = 0.0
+    gmotion_arr[not_in_shot] = 0.0
+    cut_scores = {f"{name}_content_val": np.asarray(v, np.float32) for name, v in scores.items()}
+    return ScanResult(
+        fps=fps,
+        num_frames=n,
+        frame_times=np.asarray(times, np.float64),
+        width=geom[6],
+        height=geom[7],
+        analysis_size=(geom[0], geom[1]),
+        luma=luma_arr,
+        sharpness=np.asarray(sharp, np.float32),
+        motion=motion_arr,
+        global_motion=gmotion_arr,
+        cut_scores=cut_scores,
+        shots=shots,
+        transitions=transitions,
+        keyframes=keyframes,
+        seconds=time.perf_counter() - t_start,
+        rotation=rotation,
+        decode_error=decode_error,
+        meta={"blend_candidates": len(blend.candidates) if blend is not None else 0, "raw_cuts": sorted(cuts)},
+    )

@@ -1,0 +1,275 @@
+"""Gradual transitions (dissolves, fades through black), which PySceneDetect's detectors lack.
+
+A dissolve from shot A to shot B shows frames ``(1 - a) A + a B`` with ``a`` rising from 0 to 1;
+a fade-out is a dissolve to black and a fade-in one from black. :class:`BlendSpanDetector`
+finds such spans while frames stream past, keeping only a bounded ring buffer of tiny grey
+frames. A span ``[s, e)`` is a candidate when:
+
+1. the frames before and after it differ (``P = f[s-1]``, ``N = f[e]``, mean |N - P| large);
+2. every frame inside is well explained as a blend ``P + a_k (N - P)`` (small residual), with
+   ``a_k`` rising steadily;
+3. detail dips in the middle, as a blend predicts: the variance of the Laplacian of a blend of
+   two unrelated pictures is about ``(1-a)^2 G_A + a^2 G_B``, half the endpoints' mean at
+   ``a = 1/2`` (checked both against the linear interpolation and against this prediction).
+
+A camera pan or zoom fails (2) at fine enough scale and never shows the dip (3); a hard cut fails
+(2). Overlapping candidates are resolved by keeping the best-scoring one; frames equal to an
+endpoint (``a`` ~ 0 or ~ 1, e.g. a still shot before a dissolve) are trimmed off and the
+boundaries are refined from the fitted ramp of ``a``. A blend with a black frame (fade-out,
+fade-in) skips test (3): no camera move fades to black.
+
+:func:`resolve_transitions` then joins fade-outs, black frames and fade-ins into fades, merges
+hard cuts from PySceneDetect (dropping those inside a gradual span) and derives the shots.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Transition:
+    """``cut`` (``start == end``: the cut lies just before frame ``start``), ``dissolve`` or
+    ``fade``; frames ``[start, end)`` belong to no shot."""
+
+    start: int
+    end: int
+    kind: str
+
+
+@dataclass
+class BlendSpan:
+    """A candidate blend ``[start, end)`` between ``f[start-1]`` and ``f[end]``."""
+
+    start: int
+    end: int
+    score: float
+    change: float  # mean |N - P| on the blend frames (0..255)
+    residual: float  # mean residual of the blend fit divided by ``change``
+
+
+class BlendSpanDetector:
+    """Streaming detector of blend spans (dissolves, fade-outs, fade-ins).
+
+    Call :meth:`push` once per frame, in order, with a small grey frame (``float32``, a few
+    hundred pixels; any fixed size) and that frame's sharpness; then :meth:`finish`. Memory is
+    bounded by ``max_frames + 2`` small frames.
+    """
+
+    def __init__(
+        self,
+        min_frames: int = 4,
+        max_frames: int = 32,
+        min_change: float = 10.0,
+        max_residual: float = 0.6,
+        max_sharpness_dip: float = 0.65,
+        min_ramp_correlation: float = 0.9,
+        trim: float = 0.02,
+        max_dip_mismatch: float = 1.5,
+        black_luma: float = 12.0,
+    ):
+        if not 1 <= min_frames <= max_frames:
+            raise ValueError(f"expected 1 <= min_frames <= max_frames, got {min_frames}, {max_frames}")
+        self.min_frames = min_frames
+        self.max_frames = max_frames
+        self.min_change = min_change
+        self.max_residual = max_residual
+        self.max_sharpness_dip = max_sharpness_dip
+        self.min_ramp_correlation = min_ramp_correlation
+        self.trim = trim
+        self.max_dip_mismatch = max_dip_mismatch
+        self.black_luma = black_luma
+        size = max_frames + 2
+        self._frames: deque[np.ndarray] = deque(maxlen=size)
+        self._sharp: deque[float] = deque(maxlen=size)
+        self._index = -1
+        self.candidates: list[BlendSpan] = []
+        self._lengths = np.arange(min_frames, max_frames + 1)
+
+    def push(self, small_gray: np.ndarray, sharpness: float) -> None:
+        self._index += 1
+        self._frames.append(small_gray.reshape(-1).astype(np.float32, copy=False))
+        self._sharp.append(float(sharpness))
+        e = self._index
+        have = len(self._frames)  # frames e-have+1 .. e are buffered
+        lengths = self._lengths[self._lengths + 2 <= have]
+        if lengths.size == 0:
+            return
+        sharp = np.fromiter(self._sharp, np.float64, count=have)
+        # position in the ring of frame index j is j - (e - have + 1)
+        base = e - have + 1
+        starts = e - lengths  # s; P = s - 1
+        mids = starts + (lengths - 1) // 2
+        ends_avg = 0.5 * (sharp[starts - 1 - base] + sharp[-1])
+        dip = sharp[mids - base] / np.maximum(ends_avg, 1e-6)
+        # cheap pre-test on the middle frame only (the fit below averages over the middle half);
+        # frames with almost no detail at both ends (black, flat) can still blend: no dip test
+        prev_black = np.fromiter((f.mean() < self.black_luma for f in self._frames), bool, count=have)
+        black_end = prev_black[starts - 1 - base] | prev_black[-1]
+        keep = (dip <= min(1.0, self.max_sharpness_dip + 0.25)) | (ends_avg < 1.0) | black_end
+        if not keep.any():
+            return
+        lengths = lengths[keep]
+        starts, mids = starts[keep], mids[keep]
+        frames = self._frames
+        nxt = frames[-1]
+        prev = np.stack([frames[s - 1 - base] for s in starts])
+        mid = np.stack([frames[m - base] for m in mids])
+        diff = nxt[None, :] - prev
+        change = np.abs(diff).mean(axis=1)
+        ok = change >= self.min_change
+        if not ok.any():
+            return
+        denom = np.maximum((diff * diff).sum(axis=1), 1e-6)
+        a = ((mid - prev) * diff).sum(axis=1) / denom
+        resid = np.abs(mid - prev - a[:, None] * diff).mean(axis=1) / np.maximum(change, 1e-6)
+        ok &= (resid <= 1.5 * self.max_residual) & (a > 0.15) & (a < 0.85)
+        if ok.any():  # fit only the most promising span ending here
+            pre_score = np.where(ok, change * (1.0 - resid), -np.inf)
+            self._fit(int(starts[int(np.argmax(pre_score))]), e, base)
+
+    def _fit(self, s: int, e: int, base: int) -> None:
+        """Fit every frame of ``[s, e)`` as a blend of ``f[s-1]`` and ``f[e]``; keep it if it fits."""
+        frames = self._frames
+        prev, nxt = frames[s - 1 - base], frames[e - base]
+        inner = np.stack([frames[j - base] for j in range(s, e)])
+        diff = nxt - prev
+        change = float(np.abs(diff).mean())
+        a = ((inner - prev) @ diff) / max(float(diff @ diff), 1e-6)
+        resid = np.abs(inner - prev[None, :] - a[:, None] * diff[None, :]).mean(axis=1) / max(change, 1e-6)
+        # trim frames that are one of the endpoints (a still shot before/after the blend)
+        lo, hi = 0, len(a)
+        while lo < hi and a[lo] < self.trim:
+            lo += 1
+        while hi > lo and a[hi - 1] > 1.0 - self.trim:
+            hi -= 1
+        if hi - lo < max(2, self.min_frames // 2):
+            return
+        a_in, r_in = a[lo:hi], resid[lo:hi]
+        if float(r_in.mean()) > self.max_residual:
+            return
+        ramp = np.arange(len(a_in), dtype=np.float64)
+        if a_in.std() < 1e-6 or np.corrcoef(ramp, a_in)[0, 1] < self.min_ramp_correlation:
+            return
+        if a_in[0] > 0.5 or a_in[-1] < 0.5:
+            return
+        # detail dip: sharpness over its linear interpolation between the ends, middle half
+        sharp = np.fromiter(self._sharp, np.float64, count=len(self._sharp))
+        g_prev, g_next = sharp[s - 1 - base], sharp[e - base]
+        length = e - s
+        k = np.arange(length)
+        lerp = g_prev + (g_next - g_prev) * (k + 1) / (length + 1)
+        to_black = min(float(prev.mean()), float(nxt.mean())) < self.black_luma
+        # a fade (a blend with black) needs no detail test: no camera move fades to black, and
+        # the sensor/codec noise floor of dim frames skews the sharpness model
+        if max(g_prev, g_next) >= 1.0 and not to_black:
+            q = length // 4
+            g = sharp[s - base : e - base]
+            dip = float((g / np.maximum(lerp, 1e-6))[q : length - q].mean())
+            if dip > self.max_sharpness_dip:
+                return
+            # ... and about as deep as a blend predicts: (1-a)^2 G_P + a^2 G_N
+            expected = (1.0 - a) ** 2 * g_prev + a**2 * g_next
+            agree = float((g / np.maximum(expected, 1e-6))[q : length - q].mean())
+            if not 1.0 / self.max_dip_mismatch <= agree <= self.max_dip_mismatch:
+                return
+        mean_resid = float(r_in.mean())
+        score = change * (1.0 - mean_resid / self.max_residual * 0.5)
+        start, end = self._refine(a, s + lo, s + hi, s)
+        self.candidates.append(BlendSpan(start, end, score, change, mean_resid))
+
+    @staticmethod
+    def _refine(a: np.ndarray, start: int, end: int, s: int) -> tuple[int, int]:
+        """Boundaries from the ramp: fit ``a = alpha + beta * j`` on the frames with ``a`` in
+        [0.15, 0.85] and put the span where the line runs from 0 to 1 (a linear dissolve of ``L``
+        frames has ``a = (k + 1) / (L + 1)``). Only ever shrinks ``[start, end)``, so frames of a
+        moving shot next to the blend, which still fit with ``a`` near 0 or 1, are given back."""
+        j = np.arange(len(a), dtype=np.float64)
+        mid = (a > 0.15) & (a < 0.85)
+        if mid.sum() < 3:
+            return start, end
+        beta, alpha = np.polyfit(j[mid], a[mid], 1)
+        if beta <= 1e-6:
+            return start, end
+        first = s + int(math.floor(-alpha / beta + 1.0 + 0.5))  # the frame after a = 0
+        last = s + int(math.floor((1.0 - alpha) / beta + 0.5))  # the frame where a = 1
+        return max(start, first), min(end, max(last, first + 1))
+
+    def finish(self) -> list[BlendSpan]:
+        """The non-overlapping best candidates, in order."""
+        chosen: list[BlendSpan] = []
+        for cand in sorted(self.candidates, key=lambda c: -c.score):
+            if all(cand.end <= c.start or cand.start >= c.end for c in chosen):
+                chosen.append(cand)
+        return sorted(chosen, key=lambda c: c.start)
+
+
+def _black_runs(luma: np.ndarray, black_luma: float) -> list[tuple[int, int]]:
+    black = luma < black_luma
+    runs, i, n = [], 0, len(luma)
+    while i < n:
+        if black[i]:
+            j = i
+            while j < n and black[j]:
+                j += 1
+            runs.append((i, j))
+            i = j
+        else:
+            i += 1
+    return runs
+
+
+def resolve_transitions(
+    num_frames: int,
+    cuts: list[int],
+    blends: list[BlendSpan],
+    luma: np.ndarray,
+    black_luma: float = 12.0,
+    max_gap: int = 3,
+    cut_tolerance: int = 2,
+) -> tuple[list[Transition], list[tuple[int, int]]]:
+    """Combine hard cuts and blend spans into transitions and the shots between them.
+
+    Blend spans and runs of black frames (mean luma below ``black_luma``) at most ``max_gap``
+    frames apart are joined (no shot is that short); a joined span that holds a black frame (or a frame darker
+    than ``black_luma``) is a ``fade``, else a ``dissolve``. Cuts inside or within
+    ``cut_tolerance`` frames of a gradual span are dropped.
+    """
+    spans = [[b.start, b.end] for b in blends]
+    spans += [[s, e] for s, e in _black_runs(luma, black_luma)]
+    spans.sort()
+    merged: list[list[int]] = []
+    for s, e in spans:
+        if merged and s <= merged[-1][1] + max_gap:
+            merged[-1][1] = max(merged[-1][1], e)  # e.g. fade-out, black frames, fade-in
+        else:
+            merged.append([s, e])
+    gradual: list[Transition] = []
+    for s, e in merged:
+        s, e = max(0, s), min(num_frames, e)
+        if e <= s:
+            continue
+        lo, hi = max(0, s - 1), min(num_frames, e + 1)
+        kind = "fade" if float(luma[lo:hi].min()) < black_luma else "dissolve"
+        gradual.append(Transition(s, e, kind))
+    hard = []
+    for c in sorted(set(int(c) for c in cuts)):
+        if c <= 0 or c >= num_frames:
+            continue
+        if any(t.start - cut_tolerance <= c <= t.end + cut_tolerance for t in gradual):
+            continue
+        hard.append(Transition(c, c, "cut"))
+    transitions = sorted(gradual + hard, key=lambda t: (t.start, t.end))
+    shots: list[tuple[int, int]] = []
+    pos = 0
+    for t in transitions:
+        if t.start > pos:
+            shots.append((pos, t.start))
+        pos = max(pos, t.end)
+    if pos < num_frames:
+        shots.append((pos, num_frames))
+    return transitions, shots

@@ -1,0 +1,36 @@
+"""Shared fixtures: a small generated video corpus with ground truth, and broken inputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.samples import SampleVideo, make_broken_inputs, make_corpus
+
+
+@pytest.fixture(scope="session")
+def sample_corpus_dir(tmp_path_factory) -> Path:
+    """A folder with 3 short generated videos (``video_NNN.mp4``) and ``ground_truth.json``.
+
+    Together they hold every shot kind (pan, zoom, panzoom, still, shaky, dark) and every
+    transition kind (cut, dissolve, fade); 320x180 at 24 fps, 2-3 s shots.
+    """
+    out = tmp_path_factory.mktemp("sample_corpus")
+    make_corpus(out, num_videos=3, seed=7, shots_per_video=(3, 4), shot_seconds=(2.0, 3.0))
+    return out
+
+
+@pytest.fixture(scope="session")
+def sample_corpus(sample_corpus_dir) -> list[SampleVideo]:
+    """The videos of :func:`sample_corpus_dir` with their ground truth."""
+    from pipeline.samples import load_ground_truth
+
+    return load_ground_truth(sample_corpus_dir / "ground_truth.json")
+
+
+@pytest.fixture(scope="session")
+def broken_inputs(tmp_path_factory) -> dict[str, Path]:
+    """Files a run must survive: ``empty``, ``not_video``, ``truncated``, ``truncated_no_index``,
+    ``audio_only``, ``one_frame`` (see :func:`pipeline.samples.make_broken_inputs`)."""
+    return make_broken_inputs(tmp_path_factory.mktemp("broken_inputs"))

@@ -1,0 +1,187 @@
+"""End to end: a generated corpus (real H.264, known shots) → `vidforge curate` → manifests and shards."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import webdataset as wds
+
+from pipeline.samples import load_ground_truth
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def curated_output(tmp_path_factory):
+    """A generated corpus plus broken inputs, curated once by the real CLI: (out, corpus, broken)."""
+    from pipeline.samples import make_broken_inputs, make_corpus
+
+    root = tmp_path_factory.mktemp("curate")
+    corpus = root / "corpus"
+    make_corpus(corpus, num_videos=4, seed=3)
+    broken = make_broken_inputs(corpus / "broken")
+    out = root / "out"
+    run_curate(str(corpus), "--output", str(out))
+    return out, corpus, broken
+
+
+def run_curate(*args: str, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "vidforge", "curate", "--num-cpus", "2", "--no-progress", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, **kwargs)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def read_clips(out: Path):
+    return pq.read_table(out / "manifest/clips.parquet").to_pylist()
+
+
+def shard_samples(out: Path) -> list[dict]:
+    tars = sorted(str(p) for p in (out / "shards").glob("shard-*.tar"))
+    return list(wds.WebDataset(tars, shardshuffle=False)) if tars else []
+
+
+def test_manifests_and_shards(curated_output):
+    out, corpus, broken = curated_output
+    videos = {Path(r["path"]).name: r for r in pq.read_table(out / "manifest/videos.parquet").to_pylist()}
+    truth = load_ground_truth(corpus / "ground_truth.json")
+    assert len(videos) == len(truth) + len(broken)
+    for name in ("empty.mp4", "not_video.mp4", "truncated.mp4", "audio_only.mp4", "one_frame.mp4"):
+        assert videos[name]["status"] == "failed" and videos[name]["error"], name
+    assert "no video stream" in videos["audio_only.mp4"]["error"]
+    assert videos["empty.mp4"]["error"] == "empty file"
+    for video in truth:
+        row = videos[Path(video.path).name]
+        assert row["status"] == "ok", row["error"]
+        assert row["frame_count"] == video.num_frames and (row["width"], row["height"]) == (video.width, video.height)
+
+    clips = read_clips(out)
+    kept = [c for c in clips if c["kept"]]
+    assert kept and len(kept) < len(clips)
+    assert all(c["reject_reason"] is None for c in kept)
+    assert all(c["reject_reason"] for c in clips if not c["kept"])
+    # shards hold exactly the kept clips, each readable, its json its manifest row
+    samples = shard_samples(out)
+    assert sorted(s["__key__"] for s in samples) == sorted(c["clip_id"] for c in kept)
+    by_id = {c["clip_id"]: c for c in kept}
+    for sample in samples:
+        row = json.loads(sample["json"])
+        assert row["clip_id"] == sample["__key__"] and row["shard"] == by_id[row["clip_id"]]["shard"]
+        assert row == by_id[row["clip_id"]]  # the json is the clip's manifest row, every column
+
+
+def test_every_kept_clip_lies_inside_one_true_shot(curated_output):
+    out, corpus, _ = curated_output
+    truth = {Path(v.path).name: v for v in load_ground_truth(corpus / "ground_truth.json")}
+    for clip in read_clips(out):
+        video = truth.get(Path(clip["source"]).name)
+        if video is None:
+            continue
+        inside = [s for s in video.shots if s.start <= clip["start_frame"] and clip["end_frame"] <= s.end]
+        assert len(inside) == 1, f"{clip['clip_id']} [{clip['start_frame']}, {clip['end_frame']}) crosses a transition"
+        if inside[0].kind == "still":
+            assert not clip["kept"] and clip["reject_reason"] in ("static", "too_short")
+        if inside[0].kind == "dark":
+            assert not clip["kept"] and clip["reject_reason"] in ("too_dark", "too_short")
+
+
+def test_extraction_is_frame_accurate(curated_output):
+    """Each extracted frame matches its own source frame better than its neighbours (no off-by-one)."""
+    out, _, _ = curated_output
+    sample = next(s for s in shard_samples(out))
+    row = json.loads(sample["json"])
+    with av.open(__import__("io").BytesIO(sample["mp4"])) as c:
+        clip_frames = [f.to_ndarray(format="gray").astype(np.float32) for f in c.decode(video=0)]
+    assert len(clip_frames) == row["end_frame"] - row["start_frame"] == row["num_frames"]
+    with av.open(row["source"]) as c:
+        src = [f.to_ndarray(format="gray").astype(np.float32) for i, f in enumerate(c.decode(video=0)) if row["start_frame"] - 1 <= i <= row["end_frame"]]
+    for i in (0, len(clip_frames) // 2, len(clip_frames) - 1):
+        errors = [np.abs(clip_frames[i] - src[i + d]).mean() for d in (0, 1, 2)]  # src[i+1] is the same frame
+        assert np.argmin(errors) == 1, (i, errors)
+
+
+def test_rerun_is_a_no_op_and_bad_usage_is_reported(curated_output, tmp_path):
+    out, corpus, _ = curated_output
+    before = read_clips(out)
+    proc = run_curate(str(corpus), "--output", str(out))
+    assert "already done" in proc.stdout
+    assert read_clips(out) == before
+
+    proc = run_curate(str(corpus), "--output", str(tmp_path / "o"), "--set", "filter.min_motion=fast", check=False)
+    assert proc.returncode == 2 and "filter.min_motion: expected a number" in proc.stderr
+    proc = run_curate(str(tmp_path / "missing.mp4"), "--output", str(tmp_path / "o"), check=False)
+    assert proc.returncode == 2 and "missing.mp4: input path not found" in proc.stderr
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+    proc = run_curate(str(corpus), "--output", str(blocker / "o"), check=False)
+    assert proc.returncode == 2 and "not writable" in proc.stderr
+    proc = run_curate(str(corpus), "--output", str(out), "--set", "plan.margin_s=0.5", check=False)
+    assert proc.returncode == 2 and "plan.margin_s" in proc.stderr and "--overwrite" in proc.stderr
+
+
+def test_resume_after_sigkill_gives_the_same_clips(curated_output, tmp_path):
+    out, corpus, _ = curated_output
+    reference = {c["clip_id"]: c["kept"] for c in read_clips(out)}
+    resumed = tmp_path / "resumed"
+    cmd = [sys.executable, "-m", "vidforge", "curate", str(corpus), "--output", str(resumed), "--num-cpus", "2", "--no-progress", "--set", "shards.max_samples=1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    parts = resumed / "manifest" / "parts"
+    while time.time() < deadline and proc.poll() is None:
+        if parts.is_dir() and len(list(parts.glob("part-*-units.parquet"))) >= 1:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and its embedded Ray, no clean-up
+    proc.wait()
+    assert not (resumed / "manifest" / "clips.parquet").exists()
+    run_curate(str(corpus), "--output", str(resumed), "--set", "shards.max_samples=1")
+    clips = read_clips(resumed)
+    assert {c["clip_id"]: c["kept"] for c in clips} == reference
+    assert len(clips) == len(reference)  # nothing duplicated
+    keys = [s["__key__"] for s in shard_samples(resumed)]
+    assert sorted(keys) == sorted(k for k, kept in reference.items() if kept)
+    assert not list((resumed / "shards").glob(".*"))  # no half-written shard left
+
+
+def test_two_node_cluster_survives_losing_a_worker_node(curated_output, tmp_path):
+    """A Ray cluster of a head and two worker nodes; one worker node is removed mid-run."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    from pipeline.curate import CurateConfig, curate
+    from pipeline.io import resolve_inputs
+
+    out, corpus, _ = curated_output
+    reference = {c["clip_id"]: c["kept"] for c in read_clips(out)}
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    doomed = cluster.add_node(num_cpus=1)
+    cluster.add_node(num_cpus=1)
+    removed = []
+
+    def remove_worker_after_first_video(record):
+        if not removed:
+            cluster.remove_node(doomed)
+            removed.append(record.path)
+
+    try:
+        ray.init(address=cluster.address)
+        summary = curate(resolve_inputs([str(corpus)]), tmp_path / "cluster-out", CurateConfig(), progress=False, on_video=remove_worker_after_first_video)
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    assert removed, "the worker node was never removed"
+    clips = read_clips(tmp_path / "cluster-out")
+    assert {c["clip_id"]: c["kept"] for c in clips} == reference
+    assert summary.inputs == summary.videos_ok + summary.videos_failed

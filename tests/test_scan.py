@@ -1,0 +1,161 @@
+"""The single-pass scan on generated videos with known shots and transitions."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from pipeline.config import ConfigError, load_config
+from pipeline.scan import ScanConfig, ScanError, scan_video
+from pipeline.transitions import BlendSpan, resolve_transitions
+
+
+@pytest.fixture(scope="module")
+def scans(sample_corpus):
+    config = ScanConfig()
+    return [(video, scan_video(video.path, config)) for video in sample_corpus]
+
+
+def test_per_frame_arrays_cover_every_frame(scans):
+    for video, scan in scans:
+        n = video.num_frames
+        assert scan.num_frames == n
+        assert (scan.width, scan.height) == (320, 180)
+        assert scan.analysis_size == (160, 90)
+        assert scan.fps == pytest.approx(24.0)
+        for arr in (scan.frame_times, scan.luma, scan.sharpness, scan.motion):
+            assert arr.shape == (n,)
+        assert scan.global_motion.shape == (n, 2)
+        assert all(v.shape == (n,) for v in scan.cut_scores.values()) and scan.cut_scores
+        np.testing.assert_allclose(scan.frame_times, np.arange(n) / 24.0, atol=1e-3)
+        assert scan.seconds > 0 and scan.decode_error is None
+
+
+def test_every_transition_found_and_no_false_ones(scans):
+    for video, scan in scans:
+        found = list(scan.transitions)
+        for truth in video.transitions:
+            if truth.kind == "cut":
+                match = [t for t in found if t.kind == "cut" and abs(t.start - truth.start) <= 1]
+            else:
+                match = [t for t in found if t.kind == truth.kind and t.start < truth.end and truth.start < t.end]
+            assert len(match) == 1, (video.path, truth, found)
+            found.remove(match[0])
+        # pans, zooms and shaky shots are not transitions
+        assert found == [], (video.path, found)
+
+
+def test_shots_exclude_transitions(scans):
+    for video, scan in scans:
+        pos = 0
+        spans = sorted([(s, e) for s, e in scan.shots] + [(t.start, t.end) for t in scan.transitions])
+        for s, e in spans:
+            assert s == pos
+            pos = e
+        assert pos == video.num_frames
+        assert len(scan.shots) == len(video.shots)
+        for (s, e), truth in zip(scan.shots, video.shots):
+            assert abs(s - truth.start) <= 3 and abs(e - truth.end) <= 3
+
+
+def test_motion_tells_still_from_moving_shots(scans):
+    by_kind: dict[str, list[float]] = {}
+    for video, scan in scans:
+        for (s, e), truth in zip(scan.shots, video.shots):
+            by_kind.setdefault(truth.kind, []).append(scan.shot_mean(scan.motion, (s, e)))
+            if truth.kind == "still":
+                assert np.abs(scan.global_motion[s:e]).max() < 0.02  # codec noise, e.g. at I-frames
+    assert max(by_kind["still"]) < 0.002
+    for kind in ("pan", "panzoom", "shaky"):
+        assert min(by_kind[kind]) > 0.03, (kind, by_kind)
+    assert min(by_kind["zoom"]) > 0.005
+    assert min(by_kind["shaky"]) > max(by_kind["pan"])
+
+
+def test_motion_is_zero_across_cuts_and_in_transitions(scans):
+    for _, scan in scans:
+        for t in scan.transitions:
+            assert np.all(scan.motion[t.start : t.end + 1] == 0)
+        assert scan.motion[0] == 0
+
+
+def test_luma_and_sharpness(scans):
+    for video, scan in scans:
+        for (s, e), truth in zip(scan.shots, video.shots):
+            if truth.kind == "dark":
+                assert 15 < scan.luma[s:e].mean() < 50
+            else:
+                assert scan.luma[s:e].mean() > 40
+        assert np.all(scan.sharpness >= 0)
+        for t in scan.transitions:
+            if t.kind == "fade":
+                assert scan.luma[t.start : t.end].min() < 12
+
+
+def test_keyframes_on_the_time_grid(scans):
+    for video, scan in scans:
+        duration = video.num_frames / video.fps
+        ticks = np.arange(0.0, duration - 1e-9, 0.5)
+        ticks = ticks[ticks <= scan.frame_times[-1] + 1e-6]
+        expected = [int(np.searchsorted(scan.frame_times, t - 1e-6)) for t in ticks]
+        assert [k.frame_index for k in scan.keyframes] == expected
+        for k in scan.keyframes:
+            assert k.time_s == pytest.approx(scan.frame_times[k.frame_index])
+        img = scan.keyframes[0].image()
+        # never upscaled: a 320x180 video gives 320x180 keyframes
+        assert img.shape == (180, 320, 3) and img.dtype == np.uint8
+
+
+def test_keyframe_size_and_analysis_width_follow_config(sample_corpus):
+    video = sample_corpus[0]
+    scan = scan_video(video.path, ScanConfig(keyframe_short_side=90, keyframe_interval_s=2.0, analysis_width=96, flow_method="farneback"))
+    assert scan.keyframes[0].image().shape == (90, 160, 3)
+    assert len(scan.keyframes) == math.ceil(video.num_frames / video.fps / 2.0)
+    assert scan.analysis_size == (96, 54)
+
+
+def test_remote_uri_reads_through_a_file_object(sample_corpus):
+    fsspec = pytest.importorskip("fsspec")
+    video = sample_corpus[1]
+    fs = fsspec.filesystem("memory")
+    with open(video.path, "rb") as src, fs.open("/vidforge-test/v.mp4", "wb") as dst:
+        dst.write(src.read())
+    remote = scan_video("memory://vidforge-test/v.mp4", ScanConfig(gradual=False))
+    local = scan_video(video.path, ScanConfig(gradual=False))
+    assert remote.num_frames == local.num_frames
+    np.testing.assert_allclose(remote.luma, local.luma)
+
+
+def test_broken_inputs_raise_clear_errors(broken_inputs):
+    for name in ("empty", "not_video", "truncated_no_index"):
+        with pytest.raises(ScanError, match=str(broken_inputs[name].name)):
+            scan_video(str(broken_inputs[name]))
+    with pytest.raises(ScanError, match="no video stream"):
+        scan_video(str(broken_inputs["audio_only"]))
+    one = scan_video(str(broken_inputs["one_frame"]))
+    assert one.num_frames == 1 and one.shots == [(0, 1)] and len(one.keyframes) == 1
+    part = scan_video(str(broken_inputs["truncated"]))
+    assert 0 < part.num_frames < 48 and len(part.luma) == part.num_frames
+
+
+def test_config_is_validated():
+    with pytest.raises(ValueError, match="analysis_width"):
+        ScanConfig(analysis_width=15)
+    with pytest.raises(ValueError, match="flow_width"):
+        ScanConfig(analysis_width=64, flow_width=96)
+    with pytest.raises(ConfigError, match="flow_method"):
+        load_config(ScanConfig, overrides=["flow_method=lucas"])
+    assert load_config(ScanConfig, overrides=["blend_width=24"]).blend_width == 24
+
+
+def test_resolve_transitions_joins_fades_and_drops_cuts_inside():
+    luma = np.full(100, 120.0, np.float32)
+    luma[40:44] = 3.0  # black frames between a fade-out and a fade-in
+    blends = [BlendSpan(30, 40, 50.0, 80.0, 0.1), BlendSpan(44, 52, 50.0, 80.0, 0.1), BlendSpan(70, 80, 40.0, 60.0, 0.1)]
+    transitions, shots = resolve_transitions(100, [10, 42, 81, 95], blends, luma)
+    assert [(t.start, t.end, t.kind) for t in transitions] == [
+        (10, 10, "cut"), (30, 52, "fade"), (70, 80, "dissolve"), (95, 95, "cut")
+    ]
+    assert shots == [(0, 10), (10, 30), (52, 70), (80, 95), (95, 100)]

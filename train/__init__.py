@@ -1,0 +1,1 @@
+"""train/: Lightning fit runs of the expert transformer on vidforge shards."""

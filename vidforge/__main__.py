@@ -1,0 +1,5 @@
+import sys
+
+from vidforge.cli import main
+
+sys.exit(main())
