@@ -10,7 +10,6 @@ already in the local Hugging Face cache, otherwise these smoke-test models.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 

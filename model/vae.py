@@ -20,6 +20,7 @@ also splits large frames into overlapping, blended tiles (diffusers' scheme and 
 
 Bad input raises ``ValueError``: not 5-D, wrong channel count, a frame count that is not
 ``1 + 4k`` (we do not pad: trim or pad the clip yourself), or height/width not divisible by 8.
+Inputs are cast to the model's dtype (not moved between devices).
 """
 
 from __future__ import annotations
@@ -85,7 +86,8 @@ def temporal_chunks(frames: int, chunk: int) -> list[slice]:
     """diffusers' chunking: ``frames // chunk`` chunks (at least one), the remainder joining the first."""
     remainder = frames % chunk
     count = max(frames // chunk, 1)
-    return [slice(0 if i == 0 else chunk * i + remainder, min(chunk * (i + 1) + remainder, frames)) for i in range(count)]
+    starts = [0] + [chunk * i + remainder for i in range(1, count)]
+    return [slice(start, min(chunk * (i + 1) + remainder, frames)) for i, start in enumerate(starts)]
 
 
 def _blend(a: torch.Tensor, b: torch.Tensor, extent: int, dim: int) -> torch.Tensor:
@@ -193,7 +195,8 @@ class CausalVideoVAE(nn.Module, PretrainedMixin):
                 raise ValueError(f"{key}: expected {n} x {expected!r} (one per block_out_channels), got {cfg[key]}")
         for c in cfg["block_out_channels"]:
             if c % cfg["norm_num_groups"]:
-                raise ValueError(f"block_out_channels: {c} is not divisible by norm_num_groups={cfg['norm_num_groups']}")
+                groups = cfg["norm_num_groups"]
+                raise ValueError(f"block_out_channels: {c} is not divisible by norm_num_groups={groups}")
         ratio = cfg["temporal_compression_ratio"]
         levels = math.log2(ratio) if ratio >= 1 else -1.0
         if levels != int(levels) or not 0 <= levels <= n - 1:

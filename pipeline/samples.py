@@ -502,8 +502,9 @@ def make_corpus(
 ) -> list[SampleVideo]:
     """Write ``num_videos`` videos ``video_NNN.mp4`` to ``out_dir`` plus ``ground_truth.json``.
 
-    Deterministic for a given ``seed``. Defaults give 10-30 s videos of 3-6 shots of 2-6 s at
-    24 fps, joined by a mix of cuts, dissolves (8-24 frames) and fades through black.
+    Deterministic for a given ``seed``. Defaults give videos of 3-6 shots of 2-6 s (about 8-40 s)
+    at 24 fps, joined by a mix of cuts, dissolves (8-24 frames) and fades through black (6-16
+    frames out, 0-8 black, 6-16 in); all six shot kinds occur once the corpus has six shots.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

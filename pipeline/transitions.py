@@ -71,6 +71,7 @@ class BlendSpanDetector:
         trim: float = 0.02,
         max_dip_mismatch: float = 1.5,
         black_luma: float = 12.0,
+        fits_per_frame: int = 3,
     ):
         if not 1 <= min_frames <= max_frames:
             raise ValueError(f"expected 1 <= min_frames <= max_frames, got {min_frames}, {max_frames}")
@@ -83,17 +84,27 @@ class BlendSpanDetector:
         self.trim = trim
         self.max_dip_mismatch = max_dip_mismatch
         self.black_luma = black_luma
+        self.fits_per_frame = fits_per_frame
         size = max_frames + 2
         self._frames: deque[np.ndarray] = deque(maxlen=size)
         self._sharp: deque[float] = deque(maxlen=size)
+        self._black: deque[bool] = deque(maxlen=size)
         self._index = -1
-        self.candidates: list[BlendSpan] = []
+        self.candidates: list[BlendSpan] = []  # pending: may still overlap spans to come
+        self.num_candidates = 0
+        self._chosen: list[BlendSpan] = []
         self._lengths = np.arange(min_frames, max_frames + 1)
 
     def push(self, small_gray: np.ndarray, sharpness: float) -> None:
         self._index += 1
+        # spans found from now on start after frame index - max_frames: pending candidates that
+        # all end before that are settled (keeps memory bounded on long videos)
+        if self.candidates and max(c.end for c in self.candidates) <= self._index - self.max_frames:
+            self._chosen.extend(_non_overlapping(self.candidates))
+            self.candidates = []
         self._frames.append(small_gray.reshape(-1).astype(np.float32, copy=False))
         self._sharp.append(float(sharpness))
+        self._black.append(bool(self._frames[-1].mean() < self.black_luma))
         e = self._index
         have = len(self._frames)  # frames e-have+1 .. e are buffered
         lengths = self._lengths[self._lengths + 2 <= have]
@@ -108,7 +119,7 @@ class BlendSpanDetector:
         dip = sharp[mids - base] / np.maximum(ends_avg, 1e-6)
         # cheap pre-test on the middle frame only (the fit below averages over the middle half);
         # frames with almost no detail at both ends (black, flat) can still blend: no dip test
-        prev_black = np.fromiter((f.mean() < self.black_luma for f in self._frames), bool, count=have)
+        prev_black = np.fromiter(self._black, bool, count=have)
         black_end = prev_black[starts - 1 - base] | prev_black[-1]
         keep = (dip <= min(1.0, self.max_sharpness_dip + 0.25)) | (ends_avg < 1.0) | black_end
         if not keep.any():
@@ -128,9 +139,10 @@ class BlendSpanDetector:
         a = ((mid - prev) * diff).sum(axis=1) / denom
         resid = np.abs(mid - prev - a[:, None] * diff).mean(axis=1) / np.maximum(change, 1e-6)
         ok &= (resid <= 1.5 * self.max_residual) & (a > 0.15) & (a < 0.85)
-        if ok.any():  # fit only the most promising span ending here
+        if ok.any():  # fit only the few most promising spans ending here
             pre_score = np.where(ok, change * (1.0 - resid), -np.inf)
-            self._fit(int(starts[int(np.argmax(pre_score))]), e, base)
+            for i in np.argsort(-pre_score)[: min(self.fits_per_frame, int(ok.sum()))]:
+                self._fit(int(starts[i]), e, base)
 
     def _fit(self, s: int, e: int, base: int) -> None:
         """Fit every frame of ``[s, e)`` as a blend of ``f[s-1]`` and ``f[e]``; keep it if it fits."""
@@ -164,6 +176,8 @@ class BlendSpanDetector:
         k = np.arange(length)
         lerp = g_prev + (g_next - g_prev) * (k + 1) / (length + 1)
         to_black = min(float(prev.mean()), float(nxt.mean())) < self.black_luma
+        if to_black and not self._scaled_copies(prev, nxt, inner[lo:hi]):
+            return
         # a fade (a blend with black) needs no detail test: no camera move fades to black, and
         # the sensor/codec noise floor of dim frames skews the sharpness model
         if max(g_prev, g_next) >= 1.0 and not to_black:
@@ -180,7 +194,22 @@ class BlendSpanDetector:
         mean_resid = float(r_in.mean())
         score = change * (1.0 - mean_resid / self.max_residual * 0.5)
         start, end = self._refine(a, s + lo, s + hi, s)
+        if end - start < 0.5 * (hi - lo):  # most of the fitted frames should lie on the ramp
+            return
         self.candidates.append(BlendSpan(start, end, score, change, mean_resid))
+        self.num_candidates += 1
+
+    def _scaled_copies(self, prev: np.ndarray, nxt: np.ndarray, inner: np.ndarray) -> bool:
+        """A fade dims the whole picture: contrast relative to brightness (std / mean) stays put.
+        A camera moving onto a black area darkens only part of the frame, which raises it."""
+        ref = prev if prev.mean() >= nxt.mean() else nxt
+        ref_cv = float(ref.std()) / max(float(ref.mean()), 1e-6)
+        means = inner.mean(axis=1)
+        lit = means >= 2 * self.black_luma  # dimmer frames are dominated by codec noise
+        if not lit.any():
+            return True
+        cv = inner[lit].std(axis=1) / means[lit]
+        return bool(np.all(np.abs(np.log(np.maximum(cv, 1e-6) / max(ref_cv, 1e-6))) <= math.log(1.5)))
 
     @staticmethod
     def _refine(a: np.ndarray, start: int, end: int, s: int) -> tuple[int, int]:
@@ -201,11 +230,18 @@ class BlendSpanDetector:
 
     def finish(self) -> list[BlendSpan]:
         """The non-overlapping best candidates, in order."""
-        chosen: list[BlendSpan] = []
-        for cand in sorted(self.candidates, key=lambda c: -c.score):
-            if all(cand.end <= c.start or cand.start >= c.end for c in chosen):
-                chosen.append(cand)
-        return sorted(chosen, key=lambda c: c.start)
+        self._chosen.extend(_non_overlapping(self.candidates))
+        self.candidates = []
+        return sorted(self._chosen, key=lambda c: c.start)
+
+
+def _non_overlapping(candidates: list[BlendSpan]) -> list[BlendSpan]:
+    """Greedy non-maximum suppression: best score first, drop whatever overlaps a kept span."""
+    chosen: list[BlendSpan] = []
+    for cand in sorted(candidates, key=lambda c: -c.score):
+        if all(cand.end <= c.start or cand.start >= c.end for c in chosen):
+            chosen.append(cand)
+    return chosen
 
 
 def _black_runs(luma: np.ndarray, black_luma: float) -> list[tuple[int, int]]:

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from pipeline.records import ClipRecord, Keyframe, VideoRecord
+from pipeline.stage import from_batch, map_stages, to_batch
 
 from captioner.smoke import build_smoke_models
 from captioner.stages import CaptionStage, build_stages
@@ -90,13 +91,12 @@ def test_two_actor_caption_pool_on_local_ray(smoke):
     job = dataclasses.replace(smoke, caption=dataclasses.replace(smoke.caption, num_cpus=0.5, concurrency=2, batch_size=1))
     records = [make_record(f"v{i}", i, with_keyframes=i % 2 == 0) for i in range(4)]
     records[3].clips[0].mp4 = b"broken"  # fails alone
+    stages = [(cls, cfg) for cls, cfg in build_stages(job) if cls is CaptionStage]
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        ds = ray.data.from_items([{"record": r} for r in records], override_num_blocks=4)
-        for cls, cfg in build_stages(job):
-            if cls is CaptionStage:
-                ds = ds.map_batches(cls, fn_constructor_kwargs={"config": cfg}, batch_format="numpy", **cls.resources(cfg).map_batches_kwargs())
-        out = {r.path: r for batch in ds.iter_batches(batch_format="numpy", batch_size=None) for r in batch["record"]}
+        ds = ray.data.from_items([{"record": to_batch([r])["record"][0]} for r in records], override_num_blocks=4)
+        ds = map_stages(ds, stages)
+        out = {r.path: r for batch in ds.iter_batches(batch_format="numpy", batch_size=None) for r in from_batch(batch)}
     finally:
         ray.shutdown()
     assert sorted(out) == sorted(r.path for r in records)

@@ -153,7 +153,10 @@ def test_slicing_matches_batched(pair):
 def test_tiled_encode_and_decode_match_diffusers(pair):
     ref, ours = pair
     tiling = dict(
-        tile_sample_min_height=32, tile_sample_min_width=32, tile_overlap_factor_height=0.25, tile_overlap_factor_width=0.25
+        tile_sample_min_height=32,
+        tile_sample_min_width=32,
+        tile_overlap_factor_height=0.25,
+        tile_overlap_factor_width=0.25,
     )
     x = video(9, height=48, width=56)
     z = latents(3, height=6, width=7)
@@ -296,3 +299,27 @@ def test_bad_latents_and_config_are_rejected(pair):
         CausalVideoVAE(**TINY, down_block_types=("DownEncoderBlock2D",) * 4)
     with pytest.raises(ValueError, match="temporal_compression_ratio"):
         CausalVideoVAE(**TINY, temporal_compression_ratio=3)
+
+
+def test_huge_conv_inputs_are_split_in_time_with_the_same_result(pair, monkeypatch):
+    """Convolutions over inputs above ``MAX_CONV_INPUT_BYTES`` run over overlapping time slices."""
+    from model import vae_blocks
+
+    _, ours = pair
+    z = latents(3)
+    with torch.no_grad():
+        whole = ours.decode(z)
+        monkeypatch.setattr(vae_blocks, "MAX_CONV_INPUT_BYTES", 4096)
+        sliced = ours.decode(z)
+    assert rel_err(sliced, whole) <= 1e-6
+
+
+@pytest.mark.parametrize("scaling_factor", [1.15258426, 0.7])  # CogVideoX-2B; 5B / 1.5 (same architecture)
+def test_public_config_has_diffusers_parameter_names_and_shapes(scaling_factor):
+    """The full-size default config (built on the meta device, no memory) has diffusers' exact state dict."""
+    with torch.device("meta"):
+        ours = CausalVideoVAE(scaling_factor=scaling_factor)
+        ref = diffusers.AutoencoderKLCogVideoX(scaling_factor=scaling_factor)
+    ours_shapes = {k: tuple(v.shape) for k, v in ours.state_dict().items()}
+    ref_shapes = {k: tuple(v.shape) for k, v in ref.state_dict().items()}
+    assert ours_shapes == ref_shapes

@@ -10,8 +10,12 @@ follows ``model.pretrained``. A config with a top-level ``stages:`` list is a pr
 from __future__ import annotations
 
 import sys
+import warnings
 
 from lightning.pytorch.cli import LightningCLI
+
+# `python -m train fit ...` passes sys.argv on explicitly (DDP's launcher re-runs sys.argv, so it stays)
+warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
 
 
 class VidforgeCLI(LightningCLI):

@@ -243,8 +243,9 @@ def load_pixels(sample: dict, plan: Plan, spec: ClipSpec) -> torch.Tensor:
             frames = vr.get_batch(plan.indices).asnumpy()
         except SampleError:
             raise
-        except Exception as exc:  # noqa: BLE001
-            raise SampleError("undecodable", f"video: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - decord raises DECORDError / RuntimeError
+            # decord fails on some frame widths (row alignment); PyAV decodes what decord cannot
+            frames = _decode_with_pyav(data, plan.indices or [0], exc)
     else:
         import cv2
 
@@ -257,6 +258,26 @@ def load_pixels(sample: dict, plan: Plan, spec: ClipSpec) -> torch.Tensor:
         raise SampleError("undecodable", f"decoded frames have shape {frames.shape}, expected (F, H, W, 3)")
     video = resize_center_crop(torch.from_numpy(frames).permute(0, 3, 1, 2), spec.height, spec.width)
     return video.permute(1, 0, 2, 3).contiguous()
+
+
+def _decode_with_pyav(data: bytes, indices: list[int], decord_error: Exception) -> np.ndarray:
+    import av
+
+    wanted = set(indices)
+    frames: dict[int, np.ndarray] = {}
+    try:
+        with av.open(io.BytesIO(data)) as container:
+            for i, frame in enumerate(container.decode(video=0)):
+                if i in wanted:
+                    frames[i] = frame.to_ndarray(format="rgb24")
+                if i >= max(indices):
+                    break
+    except Exception as exc:  # noqa: BLE001 - av raises many error types
+        raise SampleError("undecodable", f"video: decord: {decord_error}; PyAV: {exc}") from None
+    missing = sorted(wanted - set(frames))
+    if missing:
+        raise SampleError("short_video", f"video: frames {missing[:5]} not decodable (decord: {decord_error})")
+    return np.stack([frames[i] for i in indices])
 
 
 def caption_of(sample: dict, field: str) -> str | None:
@@ -338,6 +359,9 @@ class ShardStream(IterableDataset):
 
     def _shuffled(self, samples: Iterator[dict], rng: random.Random) -> Iterator[dict]:
         size = self.stream.shuffle_buffer if self.endless else 0
+        if size <= 1:
+            yield from samples
+            return
         buffer: list[dict] = []
         for sample in samples:
             if len(buffer) < size:
@@ -418,12 +442,13 @@ class ShardStream(IterableDataset):
         for epoch in epochs:
             produced = False
             for index, group in enumerate(batches(self._planned(epoch, consumer, consumers), self.batching)):
-                produced = True
                 if epoch == start_epoch and index <= last_index:
+                    produced = True
                     continue  # consumed before the checkpoint: skipped without decoding
                 batch = self._load(group, {"worker": worker, "workers": workers, "epoch": epoch, "index": index})
                 if batch is None:
                     continue
+                produced = True
                 yield batch
                 emitted += 1
                 if self.max_batches is not None and emitted >= self.max_batches:

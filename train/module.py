@@ -118,6 +118,15 @@ def build_transformer(pretrained: str | None, transformer_config: dict | str | N
     return ExpertTransformer3D.from_config(dict(transformer_config)).train()
 
 
+def _as(cls, value):
+    """A config dataclass from itself or from a mapping (hyper-parameters read back from a checkpoint)."""
+    if isinstance(value, cls):
+        return value
+    if isinstance(value, dict):
+        return cls(**{k: tuple(v) if k == "betas" else v for k, v in value.items()})
+    raise TypeError(f"expected {cls.__name__} or a mapping, got {type(value).__name__}")
+
+
 class VideoDiffusionModule(L.LightningModule):
     """Trains ``ExpertTransformer3D``; see the module docstring.
 
@@ -147,6 +156,8 @@ class VideoDiffusionModule(L.LightningModule):
         seed: int = 0,
     ):
         super().__init__()
+        objective, optim, ema = _as(ObjectiveConfig, objective), _as(OptimConfig, optim), _as(EMAConfig, ema)
+        lora = _as(LoraConfig, lora) if lora is not None else None
         self.save_hyperparameters()
         self.pretrained, self.seed = resolve_pretrained(pretrained), seed
         self.objective_config, self.optim_config, self.ema_config, self.lora_config = objective, optim, ema, lora
@@ -313,16 +324,17 @@ class VideoDiffusionModule(L.LightningModule):
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        step = self.global_step
-        if self.ema is not None and step > getattr(self, "_ema_step", 0) and step % self.ema_config.update_every == 0:
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        super().optimizer_step(*args, **kwargs)
+        # here, not in on_train_batch_end: checkpoint callbacks run before the module's batch-end hook
+        self._optimizer_steps = getattr(self, "_optimizer_steps", 0) + 1
+        if self.ema is not None and self._optimizer_steps % self.ema_config.update_every == 0:
             self.ema.update(self.transformer)
-            self._ema_step = step
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["vidforge"] = {
             "micro_step": self.micro_step,
-            "ema_step": getattr(self, "_ema_step", 0),
+            "optimizer_steps": getattr(self, "_optimizer_steps", 0),
             "transformer_config": self.transformer_config,
             "torch_rng": torch.get_rng_state(),
             "lora": asdict(self.lora_config) if self.lora_config is not None else None,
@@ -333,7 +345,7 @@ class VideoDiffusionModule(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         state = checkpoint.get("vidforge", {})
         self.micro_step = int(state.get("micro_step", 0))
-        self._ema_step = int(state.get("ema_step", 0))
+        self._optimizer_steps = int(state.get("optimizer_steps", 0))
         if "torch_rng" in state:
             torch.set_rng_state(state["torch_rng"])
         if self.ema is not None and "ema" in checkpoint:

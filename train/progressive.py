@@ -64,7 +64,7 @@ def load_plan(config_path: str) -> tuple[dict, Path, list[dict]]:
             raise FileNotFoundError(f"{path}: base: {base_path} not found")
         base = yaml.safe_load(base_path.read_text()) or {}
     base = deep_merge(base, data.get("config") or {})
-    root = Path(data.get("root") or f"runs/{path.stem}")
+    root = Path(data.get("root") or f"runs/{path.stem}").resolve()  # relative to the working directory
     names = set()
     for i, stage in enumerate(data["stages"]):
         if not isinstance(stage, dict) or not isinstance(stage.get("name"), str) or not re.fullmatch(r"[\w.-]+", stage["name"]):

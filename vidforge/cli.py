@@ -16,6 +16,10 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "demo": ("vidforge.demo", "main", "build a small sample corpus and run the whole system on it"),
     "edit": ("model.editing.cli", "main", "edit a video with a text prompt, training-free (FlowDirector)"),
     "report": ("captioner.report.cli", "main", "write the caption quality report (HTML + JSON) of a curated output folder"),
+    "fit": ("train.cli", "fit_main", "train the transformer on shards (LightningCLI; a config with stages: runs them in order)"),
+    "validate": ("train.cli", "validate_main", "run validation (loss and sample videos) of a fit config / checkpoint"),
+    "encode": ("train.encode", "main", "precompute VAE latents and T5 embeddings of shards for latent-only fits"),
+    "export": ("train.export", "main", "write a fit checkpoint (EMA weights) as a diffusers-format model folder"),
     "sample": ("model.cli", "sample_main", "generate a video from a text prompt with a diffusers-format model"),
 }
 

@@ -80,7 +80,8 @@ def open_folder(path: str | Path) -> Folder:
 
 
 def _batches(path: Path, columns: list[str], batch_rows: int) -> Iterator[pa.RecordBatch]:
-    yield from pq.ParquetFile(path).iter_batches(batch_size=batch_rows, columns=columns)
+    # one row group is decoded at a time: memory follows the file's row-group size, not its length
+    yield from pq.ParquetFile(path).iter_batches(batch_size=batch_rows, columns=columns, use_threads=False)
 
 
 def _floats(batch: pa.RecordBatch, name: str) -> np.ndarray:
@@ -121,9 +122,14 @@ def _ranges(folder: Folder, config: ReportConfig) -> dict[str, tuple[float, floa
     return out
 
 
-@lru_cache(maxsize=200_000)
-def _word_hash(word: str) -> int:
+@lru_cache(maxsize=65_536)
+def _cached_word_hash(word: str) -> int:
     return hash64(word)
+
+
+def _word_hash(word: str) -> int:
+    """64-bit word hash; the bounded cache holds words, not the numbers (ids, times) that are mostly unique."""
+    return _cached_word_hash(word) if word.isalpha() else hash64(word)
 
 
 @lru_cache(maxsize=256)

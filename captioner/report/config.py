@@ -77,7 +77,7 @@ class ReportConfig:
     thumbnails: int = 4  # keyframes per sample clip
     thumbnail_height: int = 96
     histogram_bins: int = 40
-    batch_rows: int = 16384  # Parquet rows per streamed batch
+    batch_rows: int = 8192  # Parquet rows per streamed batch
     max_shard_rows: int = 200  # shards listed in the page (report.json lists all)
     curate_config: str | None = None  # a curate YAML whose filter.* keys override thresholds below
     thresholds: Thresholds = field(default_factory=Thresholds)

@@ -106,7 +106,7 @@ def normalise(text: str | None) -> str:
     return " ".join(words(text))
 
 
-@lru_cache(maxsize=200_000)
+@lru_cache(maxsize=65_536)
 def lemma(word: str) -> str:
     """Crude singular form: puppies -> puppy, boxes -> box, dogs -> dog, glass -> glass."""
     if len(word) > 4 and word.endswith("ies"):
@@ -120,7 +120,7 @@ def lemma(word: str) -> str:
     return word
 
 
-@lru_cache(maxsize=200_000)
+@lru_cache(maxsize=65_536)
 def is_noun(word: str) -> bool:
     """The documented noun approximation (see the module docstring); ``word`` is lowercase."""
     if len(word) < 3 or not word.replace("'", "").isalpha():
@@ -139,15 +139,15 @@ def is_noun(word: str) -> bool:
     return True
 
 
-@lru_cache(maxsize=200_000)
+@lru_cache(maxsize=65_536)
 def noun_lemma(word: str) -> str | None:
     """The lemma of ``word`` when it is an (approximate) noun, else None."""
     return lemma(word) if is_noun(word) else None
 
 
 def nouns(tokens: list[str]) -> set[str]:
-    """Lemmatised approximate nouns among ``tokens``."""
-    found = set(map(noun_lemma, tokens))
+    """Lemmatised approximate nouns among ``tokens`` (numbers skipped before the caches)."""
+    found = set(map(noun_lemma, (t for t in tokens if t[-1].isalpha())))
     found.discard(None)
     return found
 

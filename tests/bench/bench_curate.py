@@ -1,0 +1,156 @@
+"""Curation throughput against two baselines measured in the same run.
+
+- floor: decoding the same files once, nothing else, with the same number of processes;
+- vidforge scan → filter (probe, single-pass scan, plan, filter) and the whole CPU chain with
+  extraction at the default output size, in the same process pool;
+- multi-pass: PySceneDetect's own pass (ContentDetector), then a separate motion pass (decode again,
+  optical flow), then extraction (decode the kept spans again and encode) — the glue-code way;
+- the real ``vidforge curate`` command (embedded Ray, start-up included) with 1 and 2 workers.
+
+Targets: scan → filter ≤ 1.3× the floor; with extraction ≤ 2× the floor; ≥ 2× faster than multi-pass.
+
+    python tests/bench/bench_curate.py [--videos 8] [--workers 2] [--size 640x360]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import subprocess
+import sys
+import tempfile
+import time
+from multiprocessing import get_context
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+
+def decode_once(path: str) -> int:
+    """The floor: demux and decode every frame, nothing more."""
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        return sum(1 for _ in container.decode(stream))
+
+
+def vidforge_chain(args: tuple[str, bool]) -> int:
+    from pipeline.curate import CurateConfig, cpu_stages
+    from pipeline.records import VideoRecord
+
+    path, with_extract = args
+    config = CurateConfig()
+    stages = cpu_stages(config)
+    if not with_extract:
+        stages = stages[:-1]
+    records = [VideoRecord(path=path)]
+    for stage_cls, stage_config in stages:
+        records = stage_cls(stage_config).process(records)
+    return sum(c.kept for c in records[0].clips)
+
+
+def multi_pass(path: str) -> int:
+    """PySceneDetect pass, then a motion pass, then extraction: three decodes."""
+    from scenedetect import ContentDetector, detect
+
+    from pipeline.extract import ExtractConfig, output_size
+
+    scenes = detect(path, ContentDetector())  # pass 1: its own decode
+    with av.open(path) as container:  # pass 2: motion
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        fps = float(stream.average_rate)
+        prev, motion = None, []
+        for frame in container.decode(stream):
+            gray = frame.to_ndarray(width=160, height=90, format="gray")
+            if prev is not None:
+                flow = cv2.calcOpticalFlowFarneback(prev, gray, None, 0.5, 2, 9, 2, 5, 1.1, 0)
+                motion.append(float(np.linalg.norm(flow, axis=2).mean()))
+            prev = gray
+    kept = []
+    for start, end in scenes or []:
+        a, b = start.frame_num + 6, end.frame_num - 6
+        if b - a >= 2 * fps:
+            kept.append((a, b))
+    cfg = ExtractConfig()
+    with av.open(path) as container:  # pass 3: extraction of the kept spans
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        w, h = output_size(stream.codec_context.width, stream.codec_context.height, cfg.max_short_side)
+        for a, b in kept:
+            container.seek(int(a / fps / stream.time_base), stream=stream, backward=True)
+            buf = io.BytesIO()
+            with av.open(buf, "w", format="mp4") as out:
+                s = out.add_stream("libx264", rate=int(round(fps)))
+                s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+                s.options = {"crf": str(cfg.crf), "preset": cfg.preset}
+                for frame in container.decode(stream):
+                    idx = int(round(frame.time * fps))
+                    if idx < a:
+                        continue
+                    if idx >= b:
+                        break
+                    out.mux(s.encode(frame.reformat(width=w, height=h, format="yuv420p")))
+                out.mux(s.encode())
+    return len(kept)
+
+
+def timed_pool(fn, items, workers: int) -> float:
+    ctx = get_context("spawn")
+    with ctx.Pool(workers) as pool:
+        pool.map(fn, items[:1] * workers, chunksize=1)  # warm every worker (imports, caches), not timed
+        start = time.perf_counter()
+        pool.map(fn, items, chunksize=1)
+        return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--videos", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--size", default="640x360")
+    args = parser.parse_args()
+    from pipeline.samples import make_corpus
+
+    width, height = (int(x) for x in args.size.split("x"))
+    with tempfile.TemporaryDirectory() as tmp:
+        corpus = Path(tmp) / "corpus"
+        videos = make_corpus(corpus, num_videos=args.videos, seed=11, size=(width, height))
+        paths = [v.path for v in videos]
+        frames = sum(v.num_frames for v in videos)
+        print(f"corpus: {len(paths)} videos, {frames} frames at {width}x{height}, {args.workers} worker processes")
+        floor = timed_pool(decode_once, paths, args.workers)
+        scan = timed_pool(vidforge_chain, [(p, False) for p in paths], args.workers)
+        whole = timed_pool(vidforge_chain, [(p, True) for p in paths], args.workers)
+        multi = timed_pool(multi_pass, paths, args.workers)
+        rows = [
+            ("floor: decode once", floor),
+            ("vidforge probe+scan+plan+filter", scan),
+            ("vidforge + extraction (default size)", whole),
+            ("multi-pass (PySceneDetect, motion, extract)", multi),
+        ]
+        print(f"\n{'pipeline':48s} {'seconds':>8s} {'x floor':>8s}")
+        for name, seconds in rows:
+            print(f"{name:48s} {seconds:8.2f} {seconds / floor:8.2f}")
+        print(f"\nscan→filter / floor = {scan / floor:.2f} (target <= 1.3)")
+        print(f"with extraction / floor = {whole / floor:.2f} (target <= 2.0)")
+        print(f"multi-pass / vidforge with extraction = {multi / whole:.2f} (target >= 2.0)")
+
+        print("\nvidforge curate end to end (embedded Ray, start-up included):")
+        walls = {}
+        for workers in (1, 2):
+            out = Path(tmp) / f"out-{workers}"
+            start = time.perf_counter()
+            subprocess.run(
+                [sys.executable, "-m", "vidforge", "curate", str(corpus), "--output", str(out), "--num-cpus", str(workers), "--no-progress"],
+                check=True, capture_output=True,
+            )
+            walls[workers] = time.perf_counter() - start
+            print(f"  {workers} worker(s): {walls[workers]:.1f} s")
+        print(f"  speed-up 1 → 2 workers: {walls[1] / walls[2]:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
