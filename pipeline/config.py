@@ -56,6 +56,8 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
                 return _convert(value, arg, key)
             except ConfigError as exc:
                 errors.append(exc)
+        if len(errors) == 1:  # an optional section: its own message names the wrong key inside
+            raise errors[0]
         raise ConfigError(f"{key}: expected {_describe(tp)}, got {value!r}")
     if origin is Literal:
         if value not in get_args(tp):

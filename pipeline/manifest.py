@@ -100,7 +100,7 @@ def write_table_atomic(table: pa.Table, path: str | Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    pq.write_table(table, tmp)
+    pq.write_table(table, tmp, row_group_size=65536)  # readers stream row groups in bounded memory
     os.replace(tmp, path)
 
 

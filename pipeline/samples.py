@@ -30,6 +30,7 @@ import numpy as np
 
 SHOT_KINDS = ("pan", "zoom", "panzoom", "still", "shaky", "dark")
 TRANSITION_KINDS = ("cut", "dissolve", "fade")
+DARK_LUMA = 20.0  # mean luma of "dark" shots: under the too-dark threshold, above fades' black
 
 
 # --------------------------------------------------------------------------------------------
@@ -300,9 +301,8 @@ class _Camera:
             self.period = rng.uniform(18, 30)  # frames per sweep
             self.amp = room * np.array([0.45, 0.25])
             self.jitter = rng.normal(0.0, 2.5 * smax, size=(n, 2))
-        # a dark shot is a dim (not black) picture: mean luma about 28 of 255
-        luma = float((self.image.reshape(-1, 3) @ np.array([0.299, 0.587, 0.114])).mean())
-        self.gain = 28.0 / max(luma, 1.0) if kind == "dark" else 1.0
+        # a dark shot is a dim (not black) picture: every frame scaled to mean luma DARK_LUMA
+        self.dark = kind == "dark"
 
     def render(self, t: int) -> np.ndarray:
         """The RGB float32 frame at shot-local index ``t``."""
@@ -322,8 +322,9 @@ class _Camera:
             self.image, matrix, (width, height), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
             borderMode=cv2.BORDER_REFLECT,
         ).astype(np.float32)
-        if self.gain != 1.0:
-            frame *= self.gain
+        if self.dark:
+            luma = float((frame.reshape(-1, 3) @ np.array([0.299, 0.587, 0.114], np.float32)).mean())
+            frame *= DARK_LUMA / max(luma, 1.0)
         return frame
 
 

@@ -103,3 +103,10 @@ from dataclasses import dataclass, field  # noqa: E402
 class SimpleConfig:
     filter: FilterConfig = field(default_factory=FilterConfig)
     plan: PlanConfig = field(default_factory=PlanConfig)
+
+
+def test_error_inside_an_optional_section_names_the_inner_key():
+    from pipeline.curate import CurateConfig
+
+    with pytest.raises(ConfigError, match=r"caption\.dedup\.threshhold: unknown key"):
+        load_config(CurateConfig, None, ["caption.dedup.threshhold=0.9"])
