@@ -12,7 +12,7 @@ Units (all computed at the scan's analysis resolution, so they do not depend on 
 
 Every rejected clip stays in ``clips.parquet`` with ``kept=false`` and the first failing
 ``reject_reason``: ``too_short`` (planning), ``too_small``, ``wrong_aspect``, ``static``,
-``too_fast``, ``shaky``, ``blurry``, ``too_dark``, ``too_bright``.
+``too_fast``, ``shaky``, ``too_dark``, ``too_bright``, ``blurry``.
 """
 
 from __future__ import annotations
@@ -77,9 +77,10 @@ def reject_reason(row: dict, config: FilterConfig) -> str | None:
         ("static", c.min_motion is not None and row["motion"] < c.min_motion),
         ("too_fast", c.max_motion is not None and row["motion_p95"] > c.max_motion),
         ("shaky", c.max_shake is not None and row["shake"] > c.max_shake),
-        ("blurry", c.min_sharpness is not None and row["sharpness"] < c.min_sharpness),
+        # exposure before blur: a dark frame has little contrast, so it also reads as blurry
         ("too_dark", c.min_brightness is not None and row["brightness"] < c.min_brightness),
         ("too_bright", c.max_brightness is not None and row["brightness"] > c.max_brightness),
+        ("blurry", c.min_sharpness is not None and row["sharpness"] < c.min_sharpness),
     ]
     return next((reason for reason, failed in checks if failed), None)
 
