@@ -81,9 +81,11 @@ def main(argv: list[str] | None = None) -> int:
         "fit", "--config", str(REPO_ROOT / "configs" / "train" / "tiny.yaml"),
         "--data.shards", str(curated / "shards" / "shard-*.tar"),
         "--trainer.default_root_dir", str(train_dir),
+        "--trainer.logger.init_args.save_dir", str(train_dir),
         "--trainer.max_steps", str(args.train_steps),
     ])
-    checkpoints = sorted(glob.glob(str(train_dir / "**" / "*.ckpt"), recursive=True), key=lambda p: Path(p).stat().st_mtime)
+    # last.ckpt is the end of the run; otherwise the newest checkpoint
+    checkpoints = sorted(glob.glob(str(train_dir / "**" / "*.ckpt"), recursive=True), key=lambda p: (Path(p).name == "last.ckpt", Path(p).stat().st_mtime))
     if not checkpoints:
         raise SystemExit(f"vidforge demo: the fit wrote no checkpoint under {train_dir}")
     _done(t, f"checkpoint {checkpoints[-1]}")
