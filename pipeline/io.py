@@ -93,8 +93,13 @@ def open_for_decode(uri: str) -> str | IO[bytes]:
     """What PyAV should open: the path itself when local, a seekable file object when remote."""
     if not is_remote(uri):
         return uri.removeprefix("file://")
-    fs, fs_path = filesystem(uri)
-    return fs.open_input_file(fs_path)
+    try:
+        fs, fs_path = pafs.FileSystem.from_uri(uri)
+        return fs.open_input_file(fs_path)
+    except Exception:  # fall back to fsspec, which knows more protocols
+        import fsspec
+
+        return fsspec.open(uri, "rb").open()
 
 
 def file_size(uri: str) -> int:

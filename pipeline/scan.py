@@ -29,12 +29,13 @@ import cv2
 from av.video.reformatter import VideoReformatter
 import numpy as np
 
+from pipeline.io import open_for_decode
 from pipeline.records import Keyframe
 from pipeline.transitions import BlendSpanDetector, Transition, resolve_transitions
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ScanConfig", "ScanError", "ScanResult", "Transition", "scan_video", "open_video_input"]
+__all__ = ["ScanConfig", "ScanError", "ScanResult", "Transition", "scan_video"]
 
 
 @dataclass
@@ -147,23 +148,6 @@ class ScanError(RuntimeError):
     """A video could not be scanned; the message names the file and the reason."""
 
 
-def open_video_input(path: str):
-    """A local path for PyAV, or an open file object for a remote URI (``s3://``, ``gs://``, ...)."""
-    if path.startswith("file://"):
-        return path[len("file://") :]
-    if "://" in path:
-        try:
-            import pyarrow.fs as pafs
-
-            fs, inner = pafs.FileSystem.from_uri(path)
-            return fs.open_input_file(inner)
-        except Exception:  # fall back to fsspec, which knows more protocols
-            import fsspec
-
-            return fsspec.open(path, "rb").open()
-    return path
-
-
 def _even(x: float) -> int:
     return max(2, int(round(x / 2.0)) * 2)
 
@@ -228,7 +212,7 @@ def scan_video(path: str, config: ScanConfig | None = None) -> ScanResult:
 
     config = config or ScanConfig()
     t_start = time.perf_counter()
-    source = open_video_input(str(path))
+    source = open_for_decode(str(path))
     try:
         container = av.open(source)
     except (av.error.FFmpegError, OSError, ValueError) as exc:

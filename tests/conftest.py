@@ -34,3 +34,14 @@ def broken_inputs(tmp_path_factory) -> dict[str, Path]:
     """Files a run must survive: ``empty``, ``not_video``, ``truncated``, ``truncated_no_index``,
     ``audio_only``, ``one_frame`` (see :func:`pipeline.samples.make_broken_inputs`)."""
     return make_broken_inputs(tmp_path_factory.mktemp("broken_inputs"))
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models on a shared 2-core machine run much faster with one intra-op thread."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

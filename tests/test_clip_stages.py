@@ -15,12 +15,7 @@ from captioner.smoke import build_aesthetic_head, build_tiny_clip
 from captioner.stages import EMB_KEY, AestheticStage, ClipScoreStage, DuplicateStage, build_stages
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -20,13 +20,7 @@ from model.editing.windows import frame_windows, windowed
 from model.schedulers import DDIMScheduler, FlowMatchScheduler
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The test machine is shared; one intra-op thread is much faster for these tiny tensors."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ------------------------------------------------------------------------------------------------

@@ -20,12 +20,7 @@ SMALL = EditConfig(steps=5, n_max=4, dag=GuidanceConfig(num_candidates=2, num_ou
 SOURCE, TARGET = "a cat sits on a table", "a fox sits on a table"  # "fox" is spelled out: a multi-token word
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
