@@ -27,25 +27,9 @@ import time
 from pathlib import Path
 
 import torch
+from peak_rss import peak_rss_growth, reset_peak_rss
 
 SOURCE, TARGET = "a cat sits on a table in a garden", "a dog sits on a table in a garden"
-
-
-def proc_status_bytes(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"/proc/self/status has no {field}")
-
-
-def reset_peak() -> int:
-    import gc
-
-    gc.collect()
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # reset the peak-RSS mark (VmHWM) to the current RSS
-    return proc_status_bytes("VmRSS")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -149,11 +133,11 @@ def worker(args) -> None:
     which = args._worker
     torch.set_num_threads(args.threads)
     run = probe_run(args, which) if which in ("chunked", "full") else make_runner(args, args._folder, which)
-    before = reset_peak()  # cold run: the peak includes the first call's one-time allocations, alike for both
+    before = reset_peak_rss()  # cold run: the peak includes the first call's one-time allocations, alike for both
     t0 = time.perf_counter()
     result = run()
     elapsed = time.perf_counter() - t0
-    delta = proc_status_bytes("VmHWM") - before
+    delta = peak_rss_growth(before)
     evals = result if isinstance(result, int) else None
     if which in ("chunked", "full"):
         result_check = result.sum().item()

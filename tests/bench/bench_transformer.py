@@ -20,6 +20,7 @@ import sys
 import time
 
 import torch
+from peak_rss import peak_rss_growth, reset_peak_rss
 
 
 def build(args, which: str):
@@ -63,14 +64,6 @@ def step(model, call, backward: bool):
             call()
 
 
-def proc_status_bytes(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"/proc/self/status has no {field}")
-
-
 def measure_memory(args, which: str, backward: bool) -> int:
     """Run in a fresh subprocess: peak RSS growth of one step (bytes)."""
     cmd = [sys.executable, __file__, *args.passthrough, "--_memory", which, "--_backward", str(int(backward))]
@@ -98,16 +91,11 @@ def main() -> None:
 
     if args._memory:
         model, call = build(args, args._memory)
-        import gc
-
         step(model, call, bool(args._backward))  # warm-up: lazy caches, thread pools, kernels
         model.zero_grad(set_to_none=True)
-        gc.collect()
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")  # reset the peak-RSS mark (VmHWM) to the current RSS
-        before = proc_status_bytes("VmRSS")
+        before = reset_peak_rss()
         step(model, call, bool(args._backward))
-        print(json.dumps({"delta": proc_status_bytes("VmHWM") - before}))
+        print(json.dumps({"delta": peak_rss_growth(before)}))
         return
 
     torch.set_num_threads(max(1, torch.get_num_threads()))

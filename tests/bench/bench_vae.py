@@ -20,20 +20,17 @@ import argparse
 import ctypes
 import json
 import os
-import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from peak_rss import peak_rss_growth, reset_peak_rss
+
 PRESETS = {
     "2b": dict(block_out_channels=(128, 256, 256, 512), layers_per_block=3, norm_num_groups=32),
     "small": dict(block_out_channels=(32, 64, 64, 128), layers_per_block=2, norm_num_groups=8),
 }
-
-
-def _kib(field: str) -> int:
-    return int(re.search(rf"{field}:\s+(\d+)", Path("/proc/self/status").read_text()).group(1))
 
 
 def worker(impl: str, preset: str, frames: int, height: int, width: int, repeats: int, threads: int) -> dict:
@@ -66,17 +63,16 @@ def worker(impl: str, preset: str, frames: int, height: int, width: int, repeats
         run(x)  # warm-up: one-off allocations (kernels, thread pools)
         for _ in range(repeats):
             libc.malloc_trim(0)
-            Path("/proc/self/clear_refs").write_text("5")
-            before = _kib("VmRSS")
+            before = reset_peak_rss()
             start, cpu_start = time.perf_counter(), time.process_time()
             out = run(x)
             times.append(time.perf_counter() - start)
             cpu_times.append(time.process_time() - cpu_start)
-            peaks.append(_kib("VmHWM") - before)
+            peaks.append(peak_rss_growth(before))
             del out
     return {
         "impl": impl, "frames": frames,
-        "time_s": min(times), "cpu_s": min(cpu_times), "peak_mib": min(peaks) / 1024,
+        "time_s": min(times), "cpu_s": min(cpu_times), "peak_mib": min(peaks) / 2**20,
     }
 
 
