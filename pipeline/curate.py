@@ -8,16 +8,14 @@ through :class:`pipeline.journal.OutputJournal`, so an interrupted run resumes w
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterator
 
-import numpy as np
 import yaml
 
 from captioner.config import CaptionJobConfig

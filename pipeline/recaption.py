@@ -31,8 +31,6 @@ from pipeline.records import ClipRecord, VideoRecord
 from pipeline.shards import ShardConfig
 from pipeline.stage import Stage, map_stages, to_batch
 
-log = logging.getLogger(__name__)
-
 # one row per group of input clips (the unit of work and of commits)
 INPUT_GROUP_SCHEMA = pa.schema(
     [
