@@ -16,6 +16,7 @@ from typing import Iterator
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from pipeline.io import open_for_decode
 from pipeline.records import ClipRecord, VideoRecord
@@ -112,9 +113,12 @@ class ClipEncoder:
         self.next_target = self.t0
         self.previous: tuple[float, av.VideoFrame] | None = None
         self.count = 0
+        # one reformatter per clip keeps its swscale context (``frame.reformat`` builds one per frame)
+        self.reformatter = VideoReformatter()
 
     def _write(self, frame: av.VideoFrame) -> None:
-        out = frame.reformat(width=self.size[0], height=self.size[1], format="yuv420p")
+        # area averaging: the right filter for a downscale (sizes never grow), and swscale's fastest here
+        out = self.reformatter.reformat(frame, width=self.size[0], height=self.size[1], format="yuv420p", interpolation="AREA")
         out.pts = None
         self.container.mux(self.stream.encode(out))
         self.count += 1

@@ -2,11 +2,11 @@
 
 Units (all computed at the scan's analysis resolution, so they do not depend on the source size):
 
-- ``motion``: mean optical-flow magnitude over the clip, in frame-widths per second
-  (0.1 = content moves a tenth of the frame width each second). ``motion_p95``: its 95th
-  percentile over frames.
+- ``motion``: mean optical-flow magnitude over the clip, in frame lengths per second (the long
+  side: the width of landscape video; 0.1 = content moves a tenth of it each second).
+  ``motion_p95``: its 95th percentile over frames.
 - ``shake``: mean magnitude of the high-frequency part of the global (median) flow vector, i.e.
-  the camera's frame-to-frame jitter around its smoothed path, in frame-widths per second.
+  the camera's frame-to-frame jitter around its smoothed path, in frame lengths per second.
 - ``sharpness``: median variance of the Laplacian of the grey analysis frames.
 - ``brightness``: mean luma, 0..255.
 

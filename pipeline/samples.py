@@ -19,6 +19,7 @@ import argparse
 import dataclasses
 import json
 import math
+import struct
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import lru_cache
@@ -535,6 +536,49 @@ def load_ground_truth(path: str | Path) -> list[SampleVideo]:
         raise FileNotFoundError(f"{path}: ground truth file not found") from None
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"{path}: not a vidforge ground truth file ({exc})") from None
+
+
+# --------------------------------------------------------------------------------------------
+# Rotated inputs (phone videos: the picture is stored sideways, a display matrix turns it upright)
+# --------------------------------------------------------------------------------------------
+
+# the mp4 track-header matrix (a b u c d v x y w, 16.16 / 2.30 fixed point) for each rotation as
+# FFmpeg reports it (counter-clockwise degrees; phones' portrait videos show -90)
+_TKHD_MATRICES = {
+    0: (1 << 16, 0, 0, 0, 1 << 16, 0, 0, 0, 1 << 30),
+    -90: (0, 1 << 16, 0, -(1 << 16), 0, 0, 0, 0, 1 << 30),
+    90: (0, -(1 << 16), 0, 1 << 16, 0, 0, 0, 0, 1 << 30),
+    180: (-(1 << 16), 0, 0, 0, -(1 << 16), 0, 0, 0, 1 << 30),
+}
+
+
+def _find_box(data: bytes | bytearray, path: list[str], start: int = 0, end: int | None = None) -> int:
+    """Offset of the mp4 box at ``path`` (e.g. ``["moov", "trak", "tkhd"]``), first match at each level."""
+    end = len(data) if end is None else end
+    pos = start
+    while pos + 8 <= end:
+        size, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        if size < 8:
+            break
+        if kind.decode("latin-1") == path[0]:
+            return pos if len(path) == 1 else _find_box(data, path[1:], pos + 8, pos + size)
+        pos += size
+    raise ValueError(f"no mp4 box {'/'.join(path)}")
+
+
+def set_display_rotation(path: str | Path, rotation: int) -> None:
+    """Rewrite the first track's display matrix in place so that players (and FFmpeg) rotate the
+    picture by ``rotation`` degrees counter-clockwise: one of 0, 90, 180, -90."""
+    if rotation not in _TKHD_MATRICES:
+        raise ValueError(f"rotation: expected one of {sorted(_TKHD_MATRICES)}, got {rotation}")
+    path = Path(path)
+    data = bytearray(path.read_bytes())
+    tkhd = _find_box(data, ["moov", "trak", "tkhd"])
+    version = data[tkhd + 8]
+    # header, version+flags, times/track id/reserved/duration, reserved, layer/group/volume/reserved
+    matrix = tkhd + 8 + 4 + (32 if version == 1 else 20) + 8 + 8
+    data[matrix : matrix + 36] = struct.pack(">9i", *_TKHD_MATRICES[rotation])
+    path.write_bytes(bytes(data))
 
 
 # --------------------------------------------------------------------------------------------

@@ -43,9 +43,10 @@ class ScanConfig:
     """Settings of the scan (section ``scan`` of the curate config)."""
 
     analysis_width: int = 160
-    """Width of the analysis frames (height follows the aspect ratio, rounded to even)."""
+    """Width of the analysis frames, the long side for portrait video (the other side follows the
+    aspect ratio, rounded to even)."""
     flow_width: int = 96
-    """Width at which optical flow is computed (downscaled from the analysis frame)."""
+    """Width (long side) at which optical flow is computed (downscaled from the analysis frame)."""
     flow_method: Literal["dis", "farneback"] = "dis"
     """``dis``: OpenCV DIS optical flow, preset ultrafast; ``farneback``: OpenCV Farneback."""
     decode_threads: int = 0
@@ -74,7 +75,7 @@ class ScanConfig:
     gradual: bool = True
     """Detect dissolves and fades (:mod:`pipeline.transitions`)."""
     blend_width: int = 32
-    """Width of the tiny grey frames used to fit blends (coarse: robust to small motion)."""
+    """Width (long side) of the tiny grey frames used to fit blends (coarse: robust to small motion)."""
     blend_min_frames: int = 4
     """Shortest dissolve/fade ramp searched, in frames."""
     blend_max_frames: int = 32
@@ -120,8 +121,8 @@ class ScanResult:
     analysis_size: tuple[int, int]  # (width, height) of the analysis frames
     luma: np.ndarray  # (n,) mean luma 0..255
     sharpness: np.ndarray  # (n,) variance of the Laplacian of the grey analysis frame
-    motion: np.ndarray  # (n,) mean optical-flow magnitude, frame-widths per second (0: first frame of a shot, transitions)
-    global_motion: np.ndarray  # (n, 2) median flow (dx, dy), frame-widths per second
+    motion: np.ndarray  # (n,) mean optical-flow magnitude, frame lengths (long side) per second (0: first frame of a shot, transitions)
+    global_motion: np.ndarray  # (n, 2) median flow (dx, dy), frame lengths per second
     cut_scores: dict[str, np.ndarray]  # per-frame detector scores (``content_val``), for debugging/report
     shots: list[tuple[int, int]]  # shots, transitions excluded
     transitions: list[Transition]
@@ -150,6 +151,13 @@ class ScanError(RuntimeError):
 
 def _even(x: float) -> int:
     return max(2, int(round(x / 2.0)) * 2)
+
+
+def _long_side(long: int, width: int, height: int, rounding) -> tuple[int, int]:
+    """``(w, h)`` with the aspect of ``width x height`` and its long side ``long``."""
+    if width >= height:
+        return long, rounding(long * height / width)
+    return rounding(long * width / height), long
 
 
 def _make_cut_detectors(config: ScanConfig) -> dict:
@@ -193,10 +201,18 @@ def _area_resize(img: np.ndarray, width: int, height: int) -> np.ndarray:
     return cv2.resize(img, (width, height), interpolation=cv2.INTER_AREA)
 
 
+CACHE_RESIDENT_PIXELS = 640 * 480
+"""Frames up to this size are downscaled by OpenCV in several passes over the planes (fast while
+they sit in the CPU cache); larger ones by swscale in one pass (memory traffic dominates there)."""
+
+
 def _downscale_bgr(frame: av.VideoFrame, width: int, height: int, sws: VideoReformatter) -> np.ndarray:
-    """The frame as a small BGR image: for yuv420p, box-filter the planes with OpenCV and convert
-    the small frame (several times cheaper than swscale's area filter); otherwise swscale."""
-    if frame.format.name == "yuv420p" and frame.width >= width and frame.height >= height:
+    """The frame as a small BGR image, box-filtered. Small yuv420p frames with a large reduction
+    (the analysis frames of SD video): OpenCV on the planes, then convert the small frame, several
+    times cheaper than swscale there. Everything else (HD frames, keyframes: OpenCV's area filter is
+    slow at non-integer factors below 2x, other pixel formats): swscale's area filter."""
+    large = frame.width >= 2 * width and frame.height >= 2 * height
+    if frame.format.name == "yuv420p" and large and frame.width * frame.height <= CACHE_RESIDENT_PIXELS:
         planes = []
         for plane, (w, h) in zip(frame.planes, ((width, height), (width // 2, height // 2), (width // 2, height // 2))):
             arr = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, : plane.width]
@@ -265,10 +281,10 @@ def scan_video(path: str, config: ScanConfig | None = None) -> ScanResult:
                     rotation = int(round(rotation / 90.0)) * 90 % 360
                     fw, fh = frame.width, frame.height
                     dw, dh = (fh, fw) if rotation in (90, 270) else (fw, fh)
-                    aw = config.analysis_width
-                    ah = _even(aw * dh / dw)
-                    flw, flh = config.flow_width, _even(config.flow_width * dh / dw)
-                    bw, bh = config.blend_width, max(2, round(config.blend_width * dh / dw))
+                    # sizes set the long side, so portrait and landscape video are analysed at one scale
+                    aw, ah = _long_side(config.analysis_width, dw, dh, _even)
+                    flw, flh = _long_side(config.flow_width, dw, dh, _even)
+                    bw, bh = _long_side(config.blend_width, dw, dh, lambda x: max(2, round(x)))
                     short = max(2, min(config.keyframe_short_side, dw, dh) // 2 * 2)
                     kw, kh = (_even(short * dw / dh), short) if dw >= dh else (short, _even(short * dh / dw))
                     geom = (aw, ah, flw, flh, bw, bh, dw, dh, kw, kh)
@@ -308,11 +324,13 @@ def scan_video(path: str, config: ScanConfig | None = None) -> ScanResult:
                     dt = t - times[-2]
                     if dt <= 0:
                         dt = 1.0 / fps
-                    fx, fy = cv2.split(flow(prev_flow_gray, flow_gray))
-                    per_s = 1.0 / (flw * dt)
+                    uv = flow(prev_flow_gray, flow_gray)
+                    fx, fy = cv2.split(uv)
+                    per_s = 1.0 / (max(flw, flh) * dt)
                     motion.append(float(cv2.mean(cv2.magnitude(fx, fy))[0]) * per_s)
                     # median over a 1-in-9 grid: robust to moving objects, cheap
-                    gmotion.append((float(np.median(fx[::3, ::3])) * per_s, float(np.median(fy[::3, ::3])) * per_s))
+                    mx, my = np.median(uv[::3, ::3].reshape(-1, 2), axis=0)
+                    gmotion.append((float(mx) * per_s, float(my) * per_s))
                 prev_flow_gray = flow_gray
 
                 if blend is not None:

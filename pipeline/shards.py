@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import webdataset as wds
 
 from pipeline.manifest import CLIP_SCHEMA
 from pipeline.records import ClipRecord
@@ -58,6 +57,8 @@ class ShardWriter:
         self.name = shard_name(index)
         self.path = self.folder / self.name
         self.tmp_path = self.folder / f".{self.name}.tmp-{os.getpid()}"
+        import webdataset as wds  # here, not at module level: it imports torch, which CPU workers never need
+
         self._file = open(self.tmp_path, "wb")
         self._tar = wds.TarWriter(self._file, mtime=0)  # reproducible tars
         self.count = 0

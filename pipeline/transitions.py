@@ -25,7 +25,6 @@ hard cuts from PySceneDetect (dropping those inside a gradual span) and derives 
 from __future__ import annotations
 
 import math
-from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -85,10 +84,11 @@ class BlendSpanDetector:
         self.max_dip_mismatch = max_dip_mismatch
         self.black_luma = black_luma
         self.fits_per_frame = fits_per_frame
-        size = max_frames + 2
-        self._frames: deque[np.ndarray] = deque(maxlen=size)
-        self._sharp: deque[float] = deque(maxlen=size)
-        self._black: deque[bool] = deque(maxlen=size)
+        # ring buffers: frame j lives in slot j % size (no per-frame list stacking)
+        self._size = size = max_frames + 2
+        self._ring: np.ndarray | None = None  # (size, pixels) float32, allocated on the first push
+        self._sharp = np.zeros(size, np.float64)
+        self._black = np.zeros(size, bool)
         self._index = -1
         self.candidates: list[BlendSpan] = []  # pending: may still overlap spans to come
         self.num_candidates = 0
@@ -97,39 +97,41 @@ class BlendSpanDetector:
 
     def push(self, small_gray: np.ndarray, sharpness: float) -> None:
         self._index += 1
+        e, size = self._index, self._size
         # spans found from now on start after frame index - max_frames: pending candidates that
         # all end before that are settled (keeps memory bounded on long videos)
-        if self.candidates and max(c.end for c in self.candidates) <= self._index - self.max_frames:
+        if self.candidates and max(c.end for c in self.candidates) <= e - self.max_frames:
             self._chosen.extend(_non_overlapping(self.candidates))
             self.candidates = []
-        self._frames.append(small_gray.reshape(-1).astype(np.float32, copy=False))
-        self._sharp.append(float(sharpness))
-        self._black.append(bool(self._frames[-1].mean() < self.black_luma))
-        e = self._index
-        have = len(self._frames)  # frames e-have+1 .. e are buffered
+        frame = small_gray.reshape(-1)
+        if self._ring is None:
+            self._ring = np.zeros((size, frame.size), np.float32)
+        elif frame.size != self._ring.shape[1]:
+            raise ValueError(f"push: expected frames of {self._ring.shape[1]} pixels (as the first), got {frame.size}")
+        ring, sharp, black = self._ring, self._sharp, self._black
+        slot = e % size
+        ring[slot] = frame
+        sharp[slot] = float(sharpness)
+        black[slot] = ring[slot].mean() < self.black_luma
+        have = min(e + 1, size)  # frames e-have+1 .. e are buffered
         lengths = self._lengths[self._lengths + 2 <= have]
         if lengths.size == 0:
             return
-        sharp = np.fromiter(self._sharp, np.float64, count=have)
-        # position in the ring of frame index j is j - (e - have + 1)
-        base = e - have + 1
         starts = e - lengths  # s; P = s - 1
-        mids = starts + (lengths - 1) // 2
-        ends_avg = 0.5 * (sharp[starts - 1 - base] + sharp[-1])
-        dip = sharp[mids - base] / np.maximum(ends_avg, 1e-6)
+        prev_slots = (starts - 1) % size
+        mid_slots = (starts + (lengths - 1) // 2) % size
+        ends_avg = 0.5 * (sharp[prev_slots] + sharp[slot])
+        dip = sharp[mid_slots] / np.maximum(ends_avg, 1e-6)
         # cheap pre-test on the middle frame only (the fit below averages over the middle half);
         # frames with almost no detail at both ends (black, flat) can still blend: no dip test
-        prev_black = np.fromiter(self._black, bool, count=have)
-        black_end = prev_black[starts - 1 - base] | prev_black[-1]
+        black_end = black[prev_slots] | black[slot]
         keep = (dip <= min(1.0, self.max_sharpness_dip + 0.25)) | (ends_avg < 1.0) | black_end
         if not keep.any():
             return
-        lengths = lengths[keep]
-        starts, mids = starts[keep], mids[keep]
-        frames = self._frames
-        nxt = frames[-1]
-        prev = np.stack([frames[s - 1 - base] for s in starts])
-        mid = np.stack([frames[m - base] for m in mids])
+        starts = starts[keep]
+        nxt = ring[slot]
+        prev = ring[prev_slots[keep]]
+        mid = ring[mid_slots[keep]]
         diff = nxt[None, :] - prev
         change = np.abs(diff).mean(axis=1)
         ok = change >= self.min_change
@@ -142,13 +144,15 @@ class BlendSpanDetector:
         if ok.any():  # fit only the few most promising spans ending here
             pre_score = np.where(ok, change * (1.0 - resid), -np.inf)
             for i in np.argsort(-pre_score)[: min(self.fits_per_frame, int(ok.sum()))]:
-                self._fit(int(starts[i]), e, base)
+                self._fit(int(starts[i]), e)
 
-    def _fit(self, s: int, e: int, base: int) -> None:
+    def _fit(self, s: int, e: int) -> None:
         """Fit every frame of ``[s, e)`` as a blend of ``f[s-1]`` and ``f[e]``; keep it if it fits."""
-        frames = self._frames
-        prev, nxt = frames[s - 1 - base], frames[e - base]
-        inner = np.stack([frames[j - base] for j in range(s, e)])
+        size = self._size
+        ring = self._ring
+        prev, nxt = ring[(s - 1) % size], ring[e % size]
+        span_slots = np.arange(s, e) % size
+        inner = ring[span_slots]
         diff = nxt - prev
         change = float(np.abs(diff).mean())
         a = ((inner - prev) @ diff) / max(float(diff @ diff), 1e-6)
@@ -164,14 +168,12 @@ class BlendSpanDetector:
         a_in, r_in = a[lo:hi], resid[lo:hi]
         if float(r_in.mean()) > self.max_residual:
             return
-        ramp = np.arange(len(a_in), dtype=np.float64)
-        if a_in.std() < 1e-6 or np.corrcoef(ramp, a_in)[0, 1] < self.min_ramp_correlation:
+        if _ramp_correlation(a_in) < self.min_ramp_correlation:
             return
         if a_in[0] > 0.5 or a_in[-1] < 0.5:
             return
         # detail dip: sharpness over its linear interpolation between the ends, middle half
-        sharp = np.fromiter(self._sharp, np.float64, count=len(self._sharp))
-        g_prev, g_next = sharp[s - 1 - base], sharp[e - base]
+        g_prev, g_next = self._sharp[(s - 1) % size], self._sharp[e % size]
         length = e - s
         k = np.arange(length)
         lerp = g_prev + (g_next - g_prev) * (k + 1) / (length + 1)
@@ -182,7 +184,7 @@ class BlendSpanDetector:
         # the sensor/codec noise floor of dim frames skews the sharpness model
         if max(g_prev, g_next) >= 1.0 and not to_black:
             q = length // 4
-            g = sharp[s - base : e - base]
+            g = self._sharp[span_slots]
             dip = float((g / np.maximum(lerp, 1e-6))[q : length - q].mean())
             if dip > self.max_sharpness_dip:
                 return
@@ -233,6 +235,17 @@ class BlendSpanDetector:
         self._chosen.extend(_non_overlapping(self.candidates))
         self.candidates = []
         return sorted(self._chosen, key=lambda c: c.start)
+
+
+def _ramp_correlation(values: np.ndarray) -> float:
+    """Pearson correlation of ``values`` with ``0, 1, 2, ...``; 0 when ``values`` is flat (std < 1e-6)."""
+    centred = values - values.mean()
+    spread = float(centred @ centred)
+    if math.sqrt(spread / len(values)) < 1e-6:
+        return 0.0
+    ramp = np.arange(len(values), dtype=np.float64)
+    ramp -= ramp.mean()
+    return float(centred @ ramp) / math.sqrt(spread * float(ramp @ ramp))
 
 
 def _non_overlapping(candidates: list[BlendSpan]) -> list[BlendSpan]:

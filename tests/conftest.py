@@ -1,7 +1,11 @@
-"""Shared fixtures: a small generated video corpus with ground truth, and broken inputs."""
+"""Shared fixtures: a small generated video corpus with ground truth, broken inputs, and one
+``vidforge demo`` run shared by the tests that check its output."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -45,3 +49,24 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@dataclass
+class DemoRun:
+    """One finished ``vidforge demo`` run: its output folder and what it printed."""
+
+    root: Path
+    stdout: str
+
+
+@pytest.fixture(scope="session")
+def demo_output(tmp_path_factory) -> DemoRun:
+    """``vidforge demo`` (3 videos, 4 train steps, 2 Ray CPUs; ~60 s) run once per session, as a user
+    runs it (a fresh process). Tests that write must copy what they change out of ``root`` first."""
+    root = tmp_path_factory.mktemp("demo") / "demo"
+    proc = subprocess.run(
+        [sys.executable, "-m", "vidforge", "demo", "--output", str(root), "--videos", "3", "--train-steps", "4", "--num-cpus", "2"],
+        capture_output=True, text=True, timeout=1200,
+    )  # fmt: skip
+    assert proc.returncode == 0, f"vidforge demo failed:\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}"
+    return DemoRun(root, proc.stdout)

@@ -1,20 +1,27 @@
 """``vidforge report`` on a small, realistic output folder built here (manifests that follow
-pipeline/manifest.py's schemas, a shard tar of real H.264 clips made with PyAV).
+pipeline/manifest.py's schemas, a shard tar of real H.264 clips made with PyAV), and on the output
+of ``vidforge demo`` (the session's ``demo_output`` fixture, see conftest.py).
 
-Every expected number is computed in this file, plainly, from the fixture's own rows.
+Every expected number is computed in this file, plainly, from the fixture's own rows or from the
+demo's manifests read with pyarrow.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import math
 import re
 import shutil
 import subprocess
+import sys
 import tarfile
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from pipeline.manifest import CLIP_SCHEMA, CLIPS_FILE, VIDEO_SCHEMA, VIDEOS_FILE, conform, write_table_atomic
@@ -332,25 +339,187 @@ def test_curate_config_thresholds_and_seeded_samples(folders, report_a, tmp_path
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")
-def test_page_renders_in_headless_chromium(report_a, folders, tmp_path):
+def check_page_in_chromium(page: Path, workdir: Path) -> Path:
+    """Load ``page`` in headless Chromium: every section is in the rendered DOM, and a screenshot of
+    it is not blank. Returns the screenshot."""
     from PIL import Image
 
-    page = (folders["a"] / "report" / "index.html").resolve()
     flags = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
              "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-             f"--user-data-dir={tmp_path / 'profile'}"]  # fmt: skip
-    dom = subprocess.run(flags + ["--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
+             f"--user-data-dir={workdir / 'profile'}"]  # fmt: skip
+    uri = page.resolve().as_uri()
+    dom = subprocess.run(flags + ["--dump-dom", uri], capture_output=True, text=True, timeout=120)
     assert dom.returncode == 0, dom.stderr[-2000:]
-    for section in SECTIONS:
-        assert f'id="{section}"' in dom.stdout
-    shot = tmp_path / "page.png"
-    subprocess.run(flags + [f"--screenshot={shot}", "--window-size=1280,2000", page.as_uri()],
+    missing = [section for section in SECTIONS if f'id="{section}"' not in dom.stdout]
+    assert not missing, f"{page}: sections missing from the rendered page: {missing}"
+    shot = workdir / "page.png"
+    subprocess.run(flags + [f"--screenshot={shot}", "--window-size=1280,2000", uri],
                    capture_output=True, text=True, timeout=120)
-    assert shot.is_file()
+    assert shot.is_file(), f"Chromium wrote no screenshot of {page}"
     pixels = np.asarray(Image.open(shot).convert("L"), dtype=np.float64)
     assert pixels.shape == (2000, 1280)
-    assert pixels.std() > 10  # not blank
+    assert pixels.std() > 10, f"the screenshot of {page} is blank"
+    return shot
+
+
+@needs_chromium
+def test_page_renders_in_headless_chromium(report_a, folders, tmp_path):
+    shot = check_page_in_chromium(folders["a"] / "report" / "index.html", tmp_path)
     shutil.copy(shot, folders["base"] / "page.png")
+
+
+def test_manifest_batches_stream_in_bounded_arrow_memory(tmp_path):
+    """Reading a manifest of many row groups holds about one batch of Arrow memory, not every row group
+    read so far (pyarrow's default pre-buffering does the latter)."""
+    from captioner.report.collect import _batches
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "long.parquet"
+    with pq.ParquetWriter(path, pa.schema([("text", pa.string())])) as writer:
+        for _ in range(30):  # 30 row groups of 2,000 incompressible 200-character strings: ~12 MB
+            writer.write_table(pa.table({"text": [rng.bytes(100).hex() for _ in range(2000)]}), row_group_size=2000)
+    before = pa.total_allocated_bytes()
+    rows = peak = 0
+    for batch in _batches(path, ["text"], 1000):
+        assert batch.num_rows <= 1000
+        rows += batch.num_rows
+        peak = max(peak, pa.total_allocated_bytes() - before)
+    assert rows == 30 * 2000
+    size = path.stat().st_size
+    assert peak < size / 4, f"{peak:,} bytes of Arrow memory held while reading a {size:,}-byte file"
+
+
+# ---- the demo's output -------------------------------------------------------------------------
+# `vidforge demo` runs once per session (conftest.py: demo_output). `vidforge report` is rerun, as a
+# real process, on a copy of its curated folder; expected numbers come from the demo's manifests.
+
+
+def _vidforge_report(folder: Path, *args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "vidforge", "report", str(folder), *map(str, args)],
+                          capture_output=True, text=True, timeout=600)
+
+
+def _reason(text: str | None) -> str:
+    """The documented grouping of free-text reasons: the text before the first ':', ' (', ' - ' or
+    ';', numbers written N."""
+    if not text or not text.strip():
+        return "(no reason given)"
+    head = re.split(r":| \(| - |;", " ".join(text.split()))[0]
+    return re.sub(r"\d+(\.\d+)?", "N", head).strip()
+
+
+def _gates_config(path: Path, gates: list[tuple[str, str, float]]) -> Path:
+    path.write_text("gates:\n" + "".join(f"  - {{metric: {m}, {bound}: {v}}}\n" for m, bound, v in gates))
+    return path
+
+
+@pytest.fixture(scope="module")
+def demo(demo_output, tmp_path_factory):
+    curated = demo_output.root / "curated"
+    videos = pq.read_table(curated / VIDEOS_FILE).to_pylist()
+    clips = pq.read_table(curated / CLIPS_FILE).to_pylist()
+    kept = [c for c in clips if c["kept"]]
+    failed = [v for v in videos if v["status"] != "ok"]
+    base = tmp_path_factory.mktemp("demo_report")
+    folder = base / "curated"
+    shutil.copytree(curated, folder)
+    shutil.rmtree(folder / "report")  # written by the demo; the test's own run must write it again
+    # gates that pass exactly at the expected values
+    config = _gates_config(base / "pass.yaml", [("funnel.kept_clips", "min", len(kept)),
+                                                ("funnel.failed_inputs", "max", len(failed))])
+    proc = _vidforge_report(folder, "--config", config)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads((folder / "report" / "report.json").read_text())
+    return {"folder": folder, "videos": videos, "clips": clips, "kept": kept, "failed": failed,
+            "stdout": proc.stdout, "report": report}
+
+
+@pytest.mark.slow
+def test_demo_report_numbers_match_its_manifests(demo):
+    videos, clips, kept, failed, r = demo["videos"], demo["clips"], demo["kept"], demo["failed"], demo["report"]
+    f = r["funnel"]
+    assert f["inputs"] == len(videos) == 3 + 6  # 3 generated videos and 6 broken files
+    assert f["failed_inputs"] == len(failed) and f["ok_inputs"] == len(videos) - len(failed)
+    assert f["failed_by_reason"] == dict(Counter(_reason(v["error"]) for v in failed))
+    assert f["scenes"] == sum(v["num_scenes"] or 0 for v in videos)
+    assert f["clips"] == len(clips) and f["kept_clips"] == len(kept) >= 1
+    assert f["rejected_by_reason"] == dict(Counter(_reason(c["reject_reason"]) for c in clips if not c["kept"]))
+    assert f["hours_in"] == pytest.approx(sum(v["duration_s"] or 0.0 for v in videos) / 3600)
+    assert f["hours_candidates"] == pytest.approx(sum(c["duration_s"] for c in clips) / 3600)
+    assert f["hours_out"] == pytest.approx(sum(c["duration_s"] for c in kept) / 3600)
+
+    # clip statistics: count, mean, min and max of each plotted metric over all candidates and kept clips
+    assert set(r["clips"]["metrics"]) >= {"duration_s", "short_side", "fps", "motion", "sharpness", "brightness",
+                                          "aesthetic", "clip_score"}
+    for name, stats in r["clips"]["metrics"].items():
+        for subset, rows in (("all", clips), ("kept", kept)):
+            if name == "short_side":  # rejected candidates were never extracted: no width or height
+                values = [min(c["width"], c["height"]) for c in rows if c["width"] is not None and c["height"] is not None]
+            else:
+                values = [c[name] for c in rows]
+            values = [float(v) for v in values if v is not None and math.isfinite(v)]
+            assert stats[subset]["count"] == len(values), (name, subset)
+            if values:
+                got = (stats[subset]["mean"], stats[subset]["min"], stats[subset]["max"])
+                assert got == pytest.approx((np.mean(values), min(values), max(values))), (name, subset)
+
+    c = r["caption"]
+    attempted = [k for k in kept if k["caption_status"] is not None]
+    ok = [k for k in attempted if k["caption_status"] == "ok"]
+    assert (c["attempted"], c["ok"], c["failed"]) == (len(attempted), len(ok), len(attempted) - len(ok))
+    assert c["uncaptioned_kept"] == len(kept) - len(attempted)
+    assert c["failed_by_reason"] == dict(Counter(_reason(k["caption_error"]) for k in attempted if k["caption_status"] != "ok"))
+    words = [_words(k["caption"]) for k in ok]
+    assert c["words"]["count"] == len(words) and c["words"]["mean"] == pytest.approx(np.mean([len(w) for w in words]))
+    degenerate = [w for w in words if len(w) < 5 or (len(w) > 2 and 1 - len(set(zip(w, w[1:], w[2:]))) / (len(w) - 2) > 0.3)]
+    assert c["degenerate"] == len(degenerate)
+    texts = [" ".join(w) for w in words if w]
+    assert c["duplicates"]["exact"] == len(texts) - len(set(texts))
+    all_words = [x for w in words for x in w]
+    assert c["lexical"]["distinct_1"] == pytest.approx(len(set(all_words)) / len(all_words))
+    scores = [k["clip_score"] for k in ok if k["clip_score"] is not None and math.isfinite(k["clip_score"])]
+    assert c["clip_score"]["count"] == len(scores) and c["clip_score"]["mean"] == pytest.approx(np.mean(scores))
+    smoke = sum(json.loads(k["caption_provenance"]).get("smoke_test") is True for k in attempted if k["caption_provenance"])
+    assert c["smoke_test_clips"] == smoke and c["smoke_test"] is (smoke > 0)
+
+    shards = {s["shard"]: s for s in r["shards"]}
+    assert set(shards) == {k["shard"] or "(no shard)" for k in kept}
+    for name, s in shards.items():
+        mine = [k for k in kept if (k["shard"] or "(no shard)") == name]
+        assert s["clips"] == len(mine)
+        assert s["hours"] == pytest.approx(sum(k["duration_s"] for k in mine) / 3600)
+
+    n = r["config"]["samples"]
+    scored = [k for k in kept if k["clip_score"] is not None and math.isfinite(k["clip_score"])]
+    by_score = sorted((k["clip_score"], k["clip_id"]) for k in scored)
+    assert [s["clip_id"] for s in r["samples"]["worst"]] == [cid for _, cid in by_score[:n]]
+    assert len(r["samples"]["random"]) == min(n, len(kept))
+    html = (demo["folder"] / "report" / "index.html").read_text()
+    assert "thumbnails:" not in html  # no thumbnail error: every sample's keyframes came out of the shards
+    assert html.count("data:image/jpeg;base64,") >= 4 * (len(r["samples"]["worst"]) + len(r["samples"]["random"]))
+
+
+@pytest.mark.slow
+def test_demo_report_gates_pass_and_fail_as_configured(demo, tmp_path):
+    assert "PASS funnel.kept_clips" in demo["stdout"] and "PASS funnel.failed_inputs" in demo["stdout"]
+    assert [g["passed"] for g in demo["report"]["gates"]] == [True, True]
+    # one more kept clip than the demo has: the run fails, with exit code 1
+    folder = tmp_path / "curated"
+    shutil.copytree(demo["folder"], folder)
+    config = _gates_config(tmp_path / "fail.yaml", [("funnel.kept_clips", "min", len(demo["kept"]) + 1),
+                                                    ("funnel.failed_inputs", "max", len(demo["failed"]))])
+    proc = _vidforge_report(folder, "--config", config, "--set", "thumbnails=0")
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "FAIL funnel.kept_clips" in proc.stdout and "PASS funnel.failed_inputs" in proc.stdout
+    report = json.loads((folder / "report" / "report.json").read_text())
+    assert [g["passed"] for g in report["gates"]] == [False, True]
+    assert report["verdict"]["gates_failed"] == 1 and report["verdict"]["level"] == "fail"
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_demo_report_page_renders_in_headless_chromium(demo, tmp_path):
+    check_page_in_chromium(demo["folder"] / "report" / "index.html", tmp_path)

@@ -67,6 +67,18 @@ def test_seen_filter_flags_later_occurrences_across_and_within_batches():
     assert f.false_positive_rate(2) < 1e-6
 
 
+def test_seen_filter_false_positive_rate_matches_its_bound():
+    rng = np.random.default_rng(2)
+    f = SeenFilter(bits_log2=16, hashes=4)
+    keys = rng.integers(0, 2**63, 8000, dtype=np.uint64)
+    for chunk in np.array_split(np.concatenate([keys, keys[:3000]]), 5):  # repeats are not new keys
+        f.seen_before(chunk)
+    expected = f.false_positive_rate(1)  # from the bits set; theory: (1 - e^(-4 * 8000 / 2^16))^4 = 2.2%
+    fresh = rng.integers(0, 2**63, 20000, dtype=np.uint64) | np.uint64(1 << 63)  # disjoint from keys
+    measured = f.seen_before(fresh).mean()
+    assert expected == pytest.approx(0.0222, rel=0.05) and measured == pytest.approx(expected, rel=0.2)
+
+
 def test_reservoir_is_seeded_and_uniform():
     def draw(seed):
         r = Reservoir(5, seed)

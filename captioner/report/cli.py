@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
+import pyarrow as pa
+
 from pipeline.config import ConfigError
 
 from . import gates as gates_mod
@@ -162,6 +164,17 @@ def main(argv: list[str] | None = None) -> int:
         overrides.append(f"seed={args.seed}")
     if args.tokenizer is not None:
         overrides.append(f"tokenizer={json.dumps(args.tokenizer)}")
+    # the report frees every manifest batch before reading the next; Arrow's default (mimalloc)
+    # pool keeps freed pages resident, which made peak RSS climb over a large manifest's first batches
+    previous_pool = pa.default_memory_pool()
+    pa.set_memory_pool(pa.system_memory_pool())
+    try:
+        return _run(args, overrides)
+    finally:
+        pa.set_memory_pool(previous_pool)
+
+
+def _run(args: argparse.Namespace, overrides: list[str]) -> int:
     try:
         config_path = args.config or (DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None)
         config = load_report_config(config_path, overrides)

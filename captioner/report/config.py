@@ -39,7 +39,9 @@ class Captions:
     distinct_sketch_k: int = 65536  # distinct-n counts are exact up to this many distinct n-grams
     minhash_permutations: int = 64
     minhash_bands: int = 8  # 8 bands x 8 rows: pairs with 3-gram Jaccard >= ~0.8 are near-duplicates
-    bloom_bits_log2: int = 27  # 16 MiB per duplicate filter; false positives stay < 0.1% up to ~2M captions
+    # 16 MiB per duplicate filter. Expected false positives (reported in report.json): exact < 0.01% up to
+    # 2M distinct captions; near-duplicate ~1.6% at 1M, ~15% at 2M. Each +1 doubles the captions for the same rate.
+    bloom_bits_log2: int = 27
 
 
 @dataclass

@@ -9,7 +9,10 @@ Every structure here has a size fixed by its configuration, not by the number of
   distinct values, then an estimate with relative standard error about 1/sqrt(k)).
 - :class:`SeenFilter`: a Bloom filter answering "was any of these keys seen before?" in a single pass,
   used for exact and near-duplicate rates (one-sided error: it can only over-report duplicates; the
-  expected false-positive rate is reported next to the figure).
+  expected false-positive rate, from the share of bits set at the end, is reported next to the
+  figure; with the default 2**27 bits and 4 hashes it stays below 0.01% for the exact filter up to
+  2M distinct captions, and is ~1.6% for the near-duplicate filter (8 band keys per caption) at 1M
+  distinct captions, ~15% at 2M: raise ``captions.bloom_bits_log2`` for larger sets).
 - :class:`Reservoir` (seeded uniform sample) and :class:`WorstN` (bounded heap of the lowest scores).
 """
 
@@ -24,6 +27,7 @@ from typing import Any, Hashable
 import numpy as np
 
 _MASK64 = (1 << 64) - 1
+_POPCOUNT8 = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
 
 
 def hash64(text: str) -> int:
@@ -192,7 +196,6 @@ class SeenFilter:
         self.bits_log2 = int(bits_log2)
         self.hashes = int(hashes)
         self.words = np.zeros((1 << self.bits_log2) // 64, dtype=np.uint64)
-        self.inserted = 0
 
     def _positions(self, keys: np.ndarray) -> np.ndarray:
         h1 = mix64(keys)
@@ -210,7 +213,6 @@ class SeenFilter:
     def _insert(self, keys: np.ndarray) -> None:
         pos = self._positions(keys).ravel()
         np.bitwise_or.at(self.words, pos >> np.uint64(6), np.uint64(1) << (pos & np.uint64(63)))
-        self.inserted += len(keys)
 
     def seen_before(self, keys: np.ndarray) -> np.ndarray:
         """``keys`` is (rows, keys_per_row) uint64; returns for each row whether any key was seen
@@ -227,13 +229,20 @@ class SeenFilter:
         _, first, inverse = np.unique(flat, return_index=True, return_inverse=True)
         first_row = (first // per_row)[inverse.ravel()].reshape(rows, per_row)
         earlier_in_batch = first_row < np.arange(rows)[:, None]
-        self._insert(np.unique(flat))
+        # a key already in the filter has all its bits set: inserting it again would change nothing
+        self._insert(np.unique(flat[~in_filter.ravel()]))
         return (in_filter | earlier_in_batch).any(axis=1)
 
+    def fill(self) -> float:
+        """Share of the filter's bits that are set (counted in 1 MiB chunks: no large temporary)."""
+        octets = self.words.view(np.uint8)
+        ones = sum(int(_POPCOUNT8[octets[i : i + (1 << 20)]].sum(dtype=np.int64)) for i in range(0, len(octets), 1 << 20))
+        return ones / (8.0 * len(octets))
+
     def false_positive_rate(self, keys_per_row: int = 1) -> float:
-        """Expected chance that a new, unseen row is flagged (given the keys inserted so far)."""
-        m = float(1 << self.bits_log2)
-        p_key = (1.0 - math.exp(-self.hashes * self.inserted / m)) ** self.hashes
+        """Expected chance that a row of ``keys_per_row`` new, unseen keys is flagged now: each key's
+        ``hashes`` bits are all set with probability fill ** hashes (from the filter's actual state)."""
+        p_key = self.fill() ** self.hashes
         return 1.0 - (1.0 - p_key) ** keys_per_row
 
 
