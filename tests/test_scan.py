@@ -159,3 +159,11 @@ def test_resolve_transitions_joins_fades_and_drops_cuts_inside():
         (10, 10, "cut"), (30, 52, "fade"), (70, 80, "dissolve"), (95, 95, "cut")
     ]
     assert shots == [(0, 10), (10, 30), (52, 70), (80, 95), (95, 100)]
+
+
+@pytest.mark.parametrize("rows", [1, 2, 7, 576])
+def test_column_medians_equal_numpy(rows):
+    from pipeline.scan import _column_medians
+
+    values = np.random.default_rng(rows).normal(size=(rows, 2)).astype(np.float32)
+    np.testing.assert_allclose(_column_medians(values), np.median(values, axis=0), rtol=1e-6)
