@@ -283,6 +283,29 @@ def test_ddp_two_cpu_processes(tmp_path, shards, tiny_model):
     assert "max_steps=3" in proc.stderr + proc.stdout
 
 
+@pytest.mark.parametrize("name", ["cogvideox-2b", "cogvideox-5b"])
+def test_documented_fsdp_strategy_builds(name):
+    """The FSDP strategy the GPU configs document (Lightning runs FSDP on GPUs only) parses as the CLI
+    parses ``trainer.strategy`` and builds, wrapping each transformer block."""
+    import re
+
+    import yaml
+    from jsonargparse import ArgumentParser
+    from lightning.pytorch.strategies import FSDPStrategy, Strategy
+
+    from model.transformer import CogVideoXBlock
+
+    text = (ROOT / "configs" / "train" / f"{name}.yaml").read_text()
+    documented = re.search(r"^\s*strategy:.*?(\{class_path: .*\}\})\s*$", text, re.M)
+    assert documented, f"{name}.yaml: no documented FSDP strategy next to trainer.strategy"
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_argument("--strategy", type=str | Strategy)
+    parsed = parser.parse_object({"strategy": yaml.safe_load(documented.group(1))})
+    strategy = parser.instantiate_classes(parsed).strategy
+    assert isinstance(strategy, FSDPStrategy)
+    assert strategy.kwargs["auto_wrap_policy"]._module_classes == {CogVideoXBlock}
+
+
 def test_progressive_stages_chain_checkpoints(tmp_path, shards, tiny_model, monkeypatch):
     import yaml
 
