@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import os
 import subprocess
 import sys
@@ -281,6 +282,16 @@ def test_ddp_two_cpu_processes(tmp_path, shards, tiny_model):
     losses = read_losses(metrics.parent)
     assert sorted(losses) == [0, 1, 2] and all(v == v for v in losses.values())
     assert "max_steps=3" in proc.stderr + proc.stdout
+
+
+def test_bf16_mixed_fit_on_cpu(tmp_path, shards, tiny_model):
+    """The GPU configs' precision (bf16-mixed) on CPU autocast: finite losses, fp32 master weights."""
+    cli = fit_cli("--data.shards", str(shards / "*.tar"), "--model.pretrained", str(tiny_model), "--data.num_workers", "0",
+                  "--trainer.limit_val_batches", "0", "--trainer.max_steps", "3", "--trainer.precision", "bf16-mixed",
+                  "--trainer.logger.init_args.save_dir", str(tmp_path))
+    losses = read_losses(Path(cli.trainer.logger.log_dir))
+    assert sorted(losses) == [0, 1, 2] and all(math.isfinite(v) for v in losses.values())
+    assert all(p.dtype == torch.float32 for p in cli.model.parameters())
 
 
 @pytest.mark.parametrize("name", ["cogvideox-2b", "cogvideox-5b"])
