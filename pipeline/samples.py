@@ -573,7 +573,10 @@ def set_display_rotation(path: str | Path, rotation: int) -> None:
         raise ValueError(f"rotation: expected one of {sorted(_TKHD_MATRICES)}, got {rotation}")
     path = Path(path)
     data = bytearray(path.read_bytes())
-    tkhd = _find_box(data, ["moov", "trak", "tkhd"])
+    try:
+        tkhd = _find_box(data, ["moov", "trak", "tkhd"])
+    except ValueError as exc:
+        raise ValueError(f"{path}: not an mp4 with a track header ({exc})") from None
     version = data[tkhd + 8]
     # header, version+flags, times/track id/reserved/duration, reserved, layer/group/volume/reserved
     matrix = tkhd + 8 + 4 + (32 if version == 1 else 20) + 8 + 8

@@ -1,7 +1,7 @@
 """The single decode pass: everything about a video that needs pixels, in one pass.
 
 Each frame is decoded once (PyAV, threaded) and box-filtered once to a small BGR analysis frame
-(OpenCV on the yuv420p planes; swscale for other pixel formats); from it come
+(:func:`_downscale_bgr`: OpenCV on the yuv420p planes of SD frames, swscale otherwise); from it come
 
 - hard cuts from PySceneDetect's ``AdaptiveDetector`` and ``ContentDetector``, fed frame by
   frame through their ``process_frame`` / ``post_process`` API;
@@ -335,9 +335,8 @@ def scan_video(path: str, config: ScanConfig | None = None) -> ScanResult:
                     if dt <= 0:
                         dt = 1.0 / fps
                     uv = flow(prev_flow_gray, flow_gray)
-                    fx, fy = cv2.split(uv)
                     per_s = 1.0 / (max(flw, flh) * dt)
-                    motion.append(float(cv2.mean(cv2.magnitude(fx, fy))[0]) * per_s)
+                    motion.append(float(cv2.mean(cv2.magnitude(uv[..., 0], uv[..., 1]))[0]) * per_s)
                     # median over a 1-in-9 grid: robust to moving objects, cheap
                     mx, my = _column_medians(uv[::3, ::3].reshape(-1, 2))
                     gmotion.append((float(mx) * per_s, float(my) * per_s))
