@@ -2,7 +2,7 @@
 
 Times are source-video seconds, like ``ClipRecord.keyframes`` and the clip's
 ``row["start_s"]..row["end_s"]``. A wanted time is served by the nearest scan keyframe (taken on a
-0.5 s grid) when one lies within ``max_offset_s``; otherwise the frame is decoded from the clip's
+1 s grid by default) when one lies within ``max_offset_s``; otherwise the frame is decoded from the clip's
 mp4 in memory with PyAV.
 """
 

@@ -33,6 +33,7 @@ class ExtractConfig:
     crf: int = 20
     preset: str = "veryfast"
     threads: int = 1  # encoder threads per clip (parallelism comes from Ray workers)
+    decode_threads: int = 1  # decoder threads per video (0: FFmpeg's choice, one per core)
     seek_gap_s: float = 2.0  # decode through gaps shorter than this instead of seeking
 
     def __post_init__(self) -> None:
@@ -42,6 +43,8 @@ class ExtractConfig:
             raise ValueError("fps must be > 0 or null")
         if not 0 <= self.crf <= 51:
             raise ValueError("crf must be in 0..51")
+        if self.threads < 0 or self.decode_threads < 0:
+            raise ValueError("threads and decode_threads must be >= 0")
 
 
 def output_size(width: int, height: int, max_short_side: int) -> tuple[int, int]:
@@ -60,7 +63,9 @@ def rotate_upright(image: np.ndarray, rotation: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(image, k=k)) if k else image
 
 
-def _decode_spans(path: str, spans: list[tuple[float, float, int]], seek_gap_s: float) -> Iterator[tuple[int, av.VideoFrame, float]]:
+def _decode_spans(
+    path: str, spans: list[tuple[float, float, int]], seek_gap_s: float, threads: int = 1
+) -> Iterator[tuple[int, av.VideoFrame, float]]:
     """Yield (span index, frame, time from the first frame) for frames whose times fall in each span (t0, t1, count).
 
     Frames are taken in presentation order from the first frame at or after t0 (half a frame of
@@ -69,6 +74,7 @@ def _decode_spans(path: str, spans: list[tuple[float, float, int]], seek_gap_s: 
     with av.open(open_for_decode(path)) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        stream.thread_count = threads
         tb = float(stream.time_base)
         offset = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0  # scan times start at 0
         position = -np.inf  # time of the last decoded frame
@@ -159,7 +165,7 @@ def extract_clips(record: VideoRecord, config: ExtractConfig) -> None:
         spans.append((float(scan.frame_times[a]), t1, b - a))
     current: ClipEncoder | None = None
     current_index = -1
-    for index, frame, t in _decode_spans(record.path, spans, config.seek_gap_s):
+    for index, frame, t in _decode_spans(record.path, spans, config.seek_gap_s, config.decode_threads):
         if index != current_index:
             if current is not None:
                 _finish(kept[current_index], current)

@@ -1,7 +1,8 @@
 """The single decode pass: everything about a video that needs pixels, in one pass.
 
-Each frame is decoded once (PyAV, threaded) and box-filtered once to a small BGR analysis frame
-(:func:`_downscale_bgr`: OpenCV on the yuv420p planes of SD frames, swscale otherwise); from it come
+Each frame is decoded once (PyAV) and box-filtered once to a small BGR analysis frame
+(:func:`_downscale_bgr`: OpenCV on the yuv420p planes of SD frames, swscale otherwise); from these,
+a batch at a time (:mod:`pipeline.signals`), come
 
 - hard cuts from PySceneDetect's ``AdaptiveDetector`` and ``ContentDetector``, fed frame by
   frame through their ``process_frame`` / ``post_process`` API;
@@ -31,7 +32,8 @@ import numpy as np
 
 from pipeline.io import open_for_decode
 from pipeline.records import Keyframe
-from pipeline.transitions import BlendSpanDetector, Transition, resolve_transitions
+from pipeline.signals import BATCH_FRAMES, FrameSignals
+from pipeline.transitions import Transition, resolve_transitions
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +51,15 @@ class ScanConfig:
     """Width (long side) at which optical flow is computed (downscaled from the analysis frame)."""
     flow_method: Literal["dis", "farneback"] = "dis"
     """``dis``: OpenCV DIS optical flow, preset ultrafast; ``farneback``: OpenCV Farneback."""
-    decode_threads: int = 0
-    """Decoder threads (0: FFmpeg's choice); frame and slice threading (``thread_type=AUTO``)."""
+    decode_threads: int = 1
+    """Decoder threads per video (0: FFmpeg's choice, one per core). One matches the default
+    ``ray.num_cpus_per_video: 1``: parallelism comes from scanning one video per CPU, and a
+    decoder thread per core in every worker would oversubscribe the CPUs (raise both together)."""
 
-    keyframe_interval_s: float = 0.5
-    """Keyframes for the model stages every this many seconds (first frame at or after each tick)."""
+    keyframe_interval_s: float = 1.0
+    """Keyframes for the model stages every this many seconds (first frame at or after each tick).
+    1 s serves the captioning keyframes (``caption.keyframes``: window middles, taken from the scan
+    within ``max_offset_s: 0.5``) without decoding the clip again."""
     keyframe_short_side: int = 384
     """Short side of keyframe JPEGs in pixels (never larger than the video's own)."""
     keyframe_jpeg_quality: int = 90
@@ -99,6 +105,8 @@ class ScanConfig:
             raise ValueError(f"flow_width: expected 8..analysis_width ({self.analysis_width}), got {self.flow_width}")
         if not 8 <= self.blend_width <= self.analysis_width:
             raise ValueError(f"blend_width: expected 8..analysis_width ({self.analysis_width}), got {self.blend_width}")
+        if self.decode_threads < 0:
+            raise ValueError(f"decode_threads: expected >= 0, got {self.decode_threads}")
         if self.keyframe_interval_s <= 0:
             raise ValueError(f"keyframe_interval_s: expected > 0, got {self.keyframe_interval_s}")
         if self.keyframe_short_side < 16:
@@ -160,44 +168,6 @@ def _long_side(long: int, width: int, height: int, rounding) -> tuple[int, int]:
     return rounding(long * width / height), long
 
 
-def _make_cut_detectors(config: ScanConfig) -> dict:
-    from scenedetect.detectors import AdaptiveDetector, ContentDetector
-
-    detectors = {}
-    if config.cut_detector in ("adaptive", "both"):
-        detectors["adaptive"] = AdaptiveDetector(
-            adaptive_threshold=config.adaptive_threshold,
-            min_scene_len=config.min_shot_frames,
-            window_width=config.adaptive_window,
-            min_content_val=config.adaptive_min_content,
-        )
-    if config.cut_detector in ("content", "both"):
-        detectors["content"] = ContentDetector(threshold=config.content_threshold, min_scene_len=config.min_shot_frames)
-    return detectors
-
-
-class _Flow:
-    def __init__(self, method: str):
-        self.method = method
-        if method == "dis":
-            self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
-
-    def __call__(self, prev: np.ndarray, cur: np.ndarray) -> np.ndarray:
-        if self.method == "dis":
-            return self._dis.calc(prev, cur, None)
-        return cv2.calcOpticalFlowFarneback(prev, cur, None, 0.5, 3, 9, 3, 5, 1.1, 0)
-
-
-def _column_medians(values: np.ndarray) -> np.ndarray:
-    """``np.median(values, axis=0)`` with one partition (a third of the time on a few hundred rows)."""
-    n = values.shape[0]
-    k = n // 2
-    if n % 2:
-        return np.partition(values, k, axis=0)[k]
-    part = np.partition(values, (k - 1, k), axis=0)
-    return (part[k - 1] + part[k]) * 0.5
-
-
 def _rotate(img: np.ndarray, rotation: int) -> np.ndarray:
     k = (rotation // 90) % 4
     return np.ascontiguousarray(np.rot90(img, k)) if k else img
@@ -234,8 +204,6 @@ def _downscale_bgr(frame: av.VideoFrame, width: int, height: int, sws: VideoRefo
 
 def scan_video(path: str, config: ScanConfig | None = None) -> ScanResult:
     """Decode ``path`` once and compute cuts, gradual transitions, per-frame scores and keyframes."""
-    from scenedetect import FrameTimecode
-
     config = config or ScanConfig()
     t_start = time.perf_counter()
     source = open_for_decode(str(path))
@@ -248,41 +216,25 @@ def scan_video(path: str, config: ScanConfig | None = None) -> ScanResult:
             raise ScanError(f"{path}: no video stream")
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        if config.decode_threads:
-            stream.thread_count = config.decode_threads
+        stream.thread_count = config.decode_threads
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate or Fraction(24)
         fps = float(rate)
         fps_frac = Fraction(rate)
 
-        detectors = _make_cut_detectors(config)
-        blend = (
-            BlendSpanDetector(
-                config.blend_min_frames, config.blend_max_frames, config.blend_min_change,
-                config.blend_max_residual, config.blend_max_sharpness_dip, black_luma=config.black_luma,
-            )
-            if config.gradual
-            else None
-        )
-        flow = _Flow(config.flow_method)
         analysis_sws = VideoReformatter()  # reusing a reformatter keeps its swscale context
         keyframe_sws = VideoReformatter()
 
         times: list[float] = []
-        luma: list[float] = []
-        sharp: list[float] = []
-        motion: list[float] = []
-        gmotion: list[tuple[float, float]] = []
-        scores: dict[str, list[float]] = {name: [] for name in detectors}
-        cuts: set[int] = set()
+        signals: FrameSignals | None = None
+        batch: np.ndarray | None = None  # analysis frames not yet analysed
+        pending = 0
         keyframes: list[Keyframe] = []
         next_key_t = 0.0
-        prev_flow_gray = None
         first_pts_t = None
         rotation = 0
         geom = None  # (analysis w, h, flow w, h, blend w, h, display w, h, keyframe w, h)
         decode_error = None
         index = -1
-        tc = None
         try:
             for frame in container.decode(stream):
                 index += 1
@@ -298,6 +250,8 @@ def scan_video(path: str, config: ScanConfig | None = None) -> ScanResult:
                     short = max(2, min(config.keyframe_short_side, dw, dh) // 2 * 2)
                     kw, kh = (_even(short * dw / dh), short) if dw >= dh else (short, _even(short * dh / dw))
                     geom = (aw, ah, flw, flh, bw, bh, dw, dh, kw, kh)
+                    signals = FrameSignals(config, fps_frac, (flw, flh), (bw, bh))
+                    batch = np.empty((BATCH_FRAMES, ah, aw, 3), np.uint8)
                 aw, ah, flw, flh, bw, bh, dw, dh, kw, kh = geom
 
                 # pts-based time, VFR-safe
@@ -307,44 +261,17 @@ def scan_video(path: str, config: ScanConfig | None = None) -> ScanResult:
                     t = float(frame.time) - first_pts_t
                 else:
                     t = index / fps
-                times.append(t)
 
-                # one downscale per frame (box filter), in the frame's coded orientation, then rotate
+                # one downscale per frame (box filter), in the frame's coded orientation, then rotate;
+                # the analysis runs a batch at a time (see pipeline.signals)
                 sw, sh = (ah, aw) if rotation in (90, 270) else (aw, ah)
                 bgr = _rotate(_downscale_bgr(frame, sw, sh, analysis_sws), rotation)
-
-                tc = FrameTimecode(index, fps=fps_frac)
-                for name, det in detectors.items():
-                    for cut in det.process_frame(tc, bgr):
-                        cuts.add(int(cut.frame_num))
-                    score = getattr(det, "_frame_score", None)
-                    scores[name].append(float(score) if score is not None else float("nan"))
-
-                gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
-                luma.append(float(cv2.mean(gray)[0]))
-                lap = cv2.Laplacian(gray, cv2.CV_32F)
-                sharpness = float(cv2.meanStdDev(lap)[1][0, 0] ** 2)
-                sharp.append(sharpness)
-
-                flow_gray = cv2.resize(gray, (flw, flh), interpolation=cv2.INTER_AREA)
-                if prev_flow_gray is None:
-                    motion.append(0.0)
-                    gmotion.append((0.0, 0.0))
-                else:
-                    dt = t - times[-2]
-                    if dt <= 0:
-                        dt = 1.0 / fps
-                    uv = flow(prev_flow_gray, flow_gray)
-                    per_s = 1.0 / (max(flw, flh) * dt)
-                    motion.append(float(cv2.mean(cv2.magnitude(uv[..., 0], uv[..., 1]))[0]) * per_s)
-                    # median over a 1-in-9 grid: robust to moving objects, cheap
-                    mx, my = _column_medians(uv[::3, ::3].reshape(-1, 2))
-                    gmotion.append((float(mx) * per_s, float(my) * per_s))
-                prev_flow_gray = flow_gray
-
-                if blend is not None:
-                    small = cv2.resize(flow_gray, (bw, bh), interpolation=cv2.INTER_AREA)
-                    blend.push(small.astype(np.float32), sharpness)
+                if pending == BATCH_FRAMES:
+                    signals.add(batch, times[-pending:])
+                    pending = 0
+                batch[pending] = bgr
+                pending += 1
+                times.append(t)
 
                 if t + 1e-6 >= next_key_t:
                     sw, sh = (kh, kw) if rotation in (90, 270) else (kw, kh)
@@ -361,30 +288,28 @@ def scan_video(path: str, config: ScanConfig | None = None) -> ScanResult:
             log.warning("%s: %s", path, decode_error)
         if index < 0:
             raise ScanError(f"{path}: no decodable video frames")
-        if tc is not None:
-            for det in detectors.values():
-                for cut in det.post_process(tc):
-                    cuts.add(int(cut.frame_num))
+        signals.add(batch[:pending], times[len(times) - pending :])
+        signals.finish()
     finally:
         container.close()
         if hasattr(source, "close"):
             source.close()
 
     n = index + 1
-    luma_arr = np.asarray(luma, np.float32)
-    blends = blend.finish() if blend is not None else []
+    luma_arr = np.asarray(signals.luma, np.float32)
+    blends = signals.blend.finish() if signals.blend is not None else []
     transitions, shots = resolve_transitions(
-        n, sorted(cuts), blends, luma_arr, black_luma=config.black_luma, cut_tolerance=config.cut_merge_frames
+        n, sorted(signals.cuts), blends, luma_arr, black_luma=config.black_luma, cut_tolerance=config.cut_merge_frames
     )
-    motion_arr = np.asarray(motion, np.float32)
-    gmotion_arr = np.asarray(gmotion, np.float32).reshape(n, 2)
+    motion_arr = np.asarray(signals.motion, np.float32)
+    gmotion_arr = signals.global_motion
     # flow across a cut or through a transition is not camera motion
     not_in_shot = np.ones(n, bool)
     for s, e in shots:
         not_in_shot[s + 1 : e] = False
     motion_arr[not_in_shot] = 0.0
     gmotion_arr[not_in_shot] = 0.0
-    cut_scores = {f"{name}_content_val": np.asarray(v, np.float32) for name, v in scores.items()}
+    cut_scores = {f"{name}_content_val": np.asarray(v, np.float32) for name, v in signals.scores.items()}
     return ScanResult(
         fps=fps,
         num_frames=n,
@@ -393,7 +318,7 @@ def scan_video(path: str, config: ScanConfig | None = None) -> ScanResult:
         height=geom[7],
         analysis_size=(geom[0], geom[1]),
         luma=luma_arr,
-        sharpness=np.asarray(sharp, np.float32),
+        sharpness=np.asarray(signals.sharpness, np.float32),
         motion=motion_arr,
         global_motion=gmotion_arr,
         cut_scores=cut_scores,
@@ -403,5 +328,8 @@ def scan_video(path: str, config: ScanConfig | None = None) -> ScanResult:
         seconds=time.perf_counter() - t_start,
         rotation=rotation,
         decode_error=decode_error,
-        meta={"blend_candidates": blend.num_candidates if blend is not None else 0, "raw_cuts": sorted(cuts)},
+        meta={
+            "blend_candidates": signals.blend.num_candidates if signals.blend is not None else 0,
+            "raw_cuts": sorted(signals.cuts),
+        },
     )

@@ -37,7 +37,7 @@ def make_mp4(seed: int, seconds: float = 3.0, fps: int = 8, size=(48, 64)) -> by
 def make_record(name: str, seed: int, with_keyframes: bool) -> VideoRecord:
     mp4 = make_mp4(seed)
     keyframes = []
-    if with_keyframes:  # like the curation scan: a 0.5 s grid inside the clip
+    if with_keyframes:  # like the curation scan: a regular grid inside the clip
         with av.open(io.BytesIO(mp4)) as c:
             for i, frame in enumerate(c.decode(video=0)):
                 if i % 4 == 0:

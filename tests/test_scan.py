@@ -97,7 +97,7 @@ def test_luma_and_sharpness(scans):
 def test_keyframes_on_the_time_grid(scans):
     for video, scan in scans:
         duration = video.num_frames / video.fps
-        ticks = np.arange(0.0, duration - 1e-9, 0.5)
+        ticks = np.arange(0.0, duration - 1e-9, ScanConfig().keyframe_interval_s)
         ticks = ticks[ticks <= scan.frame_times[-1] + 1e-6]
         expected = [int(np.searchsorted(scan.frame_times, t - 1e-6)) for t in ticks]
         assert [k.frame_index for k in scan.keyframes] == expected
@@ -163,7 +163,7 @@ def test_resolve_transitions_joins_fades_and_drops_cuts_inside():
 
 @pytest.mark.parametrize("rows", [1, 2, 7, 576])
 def test_column_medians_equal_numpy(rows):
-    from pipeline.scan import _column_medians
+    from pipeline.signals import column_medians as _column_medians
 
     values = np.random.default_rng(rows).normal(size=(rows, 2)).astype(np.float32)
     np.testing.assert_allclose(_column_medians(values), np.median(values, axis=0), rtol=1e-6)
