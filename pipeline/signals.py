@@ -112,6 +112,7 @@ class FrameSignals:
         self.luma.extend(grays.reshape(n, -1).mean(axis=1).tolist())
         per_s = np.zeros(n)
         samples = None  # flow vectors on a 1-in-9 grid, for the global-motion medians
+        blend_frames = np.empty((n, self._blend_size[0] * self._blend_size[1]), np.float32)
         flw, flh = self._flow_size
         for i in range(n):
             index = self.count + i
@@ -146,8 +147,9 @@ class FrameSignals:
             self._prev_time = times[i]
 
             if self.blend is not None:
-                small = cv2.resize(flow_gray, self._blend_size, interpolation=cv2.INTER_AREA)
-                self.blend.push(small.astype(np.float32), sharpness)
+                blend_frames[i] = cv2.resize(flow_gray, self._blend_size, interpolation=cv2.INTER_AREA).reshape(-1)
+        if self.blend is not None:
+            self.blend.push_batch(blend_frames, np.asarray(self.sharpness[-n:], np.float64))
         # median over the grid: robust to moving objects (frames without flow: 0 x 0)
         medians = column_medians(samples, axis=1) if samples is not None else np.zeros((n, 2), np.float32)
         self._global_motion.append(medians * per_s[:, None])

@@ -51,12 +51,16 @@ class BlendSpan:
     residual: float  # mean residual of the blend fit divided by ``change``
 
 
+_MAX_BATCH = 64
+"""Frames per :meth:`BlendSpanDetector.push_batch` chunk (the ring holds this many beyond the spans)."""
+
+
 class BlendSpanDetector:
     """Streaming detector of blend spans (dissolves, fade-outs, fade-ins).
 
     Call :meth:`push` once per frame, in order, with a small grey frame (``float32``, a few
-    hundred pixels; any fixed size) and that frame's sharpness; then :meth:`finish`. Memory is
-    bounded by ``max_frames + 2`` small frames.
+    hundred pixels; any fixed size) and that frame's sharpness, or :meth:`push_batch` with several;
+    then :meth:`finish`. Memory is bounded by ``max_frames + 66`` small frames.
     """
 
     def __init__(
@@ -85,7 +89,7 @@ class BlendSpanDetector:
         self.black_luma = black_luma
         self.fits_per_frame = fits_per_frame
         # ring buffers: frame j lives in slot j % size (no per-frame list stacking)
-        self._size = size = max_frames + 2
+        self._size = size = max_frames + 2 + _MAX_BATCH
         self._ring: np.ndarray | None = None  # (size, pixels) float32, allocated on the first push
         self._sharp = np.zeros(size, np.float64)
         self._black = np.zeros(size, bool)
@@ -96,55 +100,69 @@ class BlendSpanDetector:
         self._lengths = np.arange(min_frames, max_frames + 1)
 
     def push(self, small_gray: np.ndarray, sharpness: float) -> None:
-        self._index += 1
-        e, size = self._index, self._size
-        # spans found from now on start after frame index - max_frames: pending candidates that
-        # all end before that are settled (keeps memory bounded on long videos)
-        if self.candidates and max(c.end for c in self.candidates) <= e - self.max_frames:
-            self._chosen.extend(_non_overlapping(self.candidates))
-            self.candidates = []
-        frame = small_gray.reshape(-1)
+        """Add the next frame."""
+        self.push_batch(small_gray.reshape(1, -1), np.asarray([sharpness], np.float64))
+
+    def push_batch(self, small_grays: np.ndarray, sharpness: np.ndarray) -> None:
+        """Add the next ``n`` frames (``(n, pixels)`` float32, ``(n,)`` sharpness): the same result as
+        ``n`` calls of :meth:`push`, with the cheap pre-test vectorised over the batch."""
+        frames = np.asarray(small_grays, np.float32).reshape(len(sharpness), -1)
+        for first in range(0, len(frames), _MAX_BATCH):
+            self._push_chunk(frames[first : first + _MAX_BATCH], np.asarray(sharpness[first : first + _MAX_BATCH], np.float64))
+
+    def _push_chunk(self, frames: np.ndarray, sharpness: np.ndarray) -> None:
+        n, size = len(frames), self._size
         if self._ring is None:
-            self._ring = np.zeros((size, frame.size), np.float32)
-        elif frame.size != self._ring.shape[1]:
-            raise ValueError(f"push: expected frames of {self._ring.shape[1]} pixels (as the first), got {frame.size}")
+            self._ring = np.zeros((size, frames.shape[1]), np.float32)
+        elif frames.shape[1] != self._ring.shape[1]:
+            raise ValueError(f"push: expected frames of {self._ring.shape[1]} pixels (as the first), got {frames.shape[1]}")
         ring, sharp, black = self._ring, self._sharp, self._black
-        slot = e % size
-        ring[slot] = frame
-        sharp[slot] = float(sharpness)
-        black[slot] = ring[slot].mean() < self.black_luma
-        have = min(e + 1, size)  # frames e-have+1 .. e are buffered
-        lengths = self._lengths[self._lengths + 2 <= have]
-        if lengths.size == 0:
-            return
-        starts = e - lengths  # s; P = s - 1
+        ends = self._index + 1 + np.arange(n)  # the frame indices e of this chunk
+        end_slots = ends % size
+        ring[end_slots] = frames
+        sharp[end_slots] = sharpness
+        black[end_slots] = frames.mean(axis=1) < self.black_luma
+        self._index += n
+
+        # pre-test of every span [s, e) ending at a frame of the chunk, s = e - length; P = s - 1
+        lengths = self._lengths
+        history = np.minimum(ends + 1, self.max_frames + 2)  # frames e-history+1 .. e are usable
+        valid = lengths[None, :] + 2 <= history[:, None]
+        starts = ends[:, None] - lengths[None, :]
         prev_slots = (starts - 1) % size
-        mid_slots = (starts + (lengths - 1) // 2) % size
-        ends_avg = 0.5 * (sharp[prev_slots] + sharp[slot])
+        mid_slots = (starts + (lengths[None, :] - 1) // 2) % size
+        ends_avg = 0.5 * (sharp[prev_slots] + sharp[end_slots][:, None])
         dip = sharp[mid_slots] / np.maximum(ends_avg, 1e-6)
         # cheap pre-test on the middle frame only (the fit below averages over the middle half);
         # frames with almost no detail at both ends (black, flat) can still blend: no dip test
-        black_end = black[prev_slots] | black[slot]
-        keep = (dip <= min(1.0, self.max_sharpness_dip + 0.25)) | (ends_avg < 1.0) | black_end
-        if not keep.any():
-            return
-        starts = starts[keep]
-        nxt = ring[slot]
-        prev = ring[prev_slots[keep]]
-        mid = ring[mid_slots[keep]]
-        diff = nxt[None, :] - prev
-        change = np.abs(diff).mean(axis=1)
-        ok = change >= self.min_change
-        if not ok.any():
-            return
-        denom = np.maximum((diff * diff).sum(axis=1), 1e-6)
-        a = ((mid - prev) * diff).sum(axis=1) / denom
-        resid = np.abs(mid - prev - a[:, None] * diff).mean(axis=1) / np.maximum(change, 1e-6)
-        ok &= (resid <= 1.5 * self.max_residual) & (a > 0.15) & (a < 0.85)
-        if ok.any():  # fit only the few most promising spans ending here
+        black_end = black[prev_slots] | black[end_slots][:, None]
+        keep = valid & ((dip <= min(1.0, self.max_sharpness_dip + 0.25)) | (ends_avg < 1.0) | black_end)
+        rows, cols = np.nonzero(keep)  # per frame, lengths ascending
+        if rows.size:
+            prev = ring[prev_slots[rows, cols]]
+            mid = ring[mid_slots[rows, cols]]
+            diff = ring[end_slots[rows]] - prev
+            change = np.abs(diff).mean(axis=1)
+            denom = np.maximum((diff * diff).sum(axis=1), 1e-6)
+            a = ((mid - prev) * diff).sum(axis=1) / denom
+            resid = np.abs(mid - prev - a[:, None] * diff).mean(axis=1) / np.maximum(change, 1e-6)
+            ok = (change >= self.min_change) & (resid <= 1.5 * self.max_residual) & (a > 0.15) & (a < 0.85)
             pre_score = np.where(ok, change * (1.0 - resid), -np.inf)
-            for i in np.argsort(-pre_score)[: min(self.fits_per_frame, int(ok.sum()))]:
-                self._fit(int(starts[i]), e)
+            bounds = np.searchsorted(rows, np.arange(n + 1))
+        for i in range(n):
+            e = int(ends[i])
+            # spans found from now on start after frame e - max_frames: pending candidates that
+            # all end before that are settled (keeps memory bounded on long videos)
+            if self.candidates and max(c.end for c in self.candidates) <= e - self.max_frames:
+                self._chosen.extend(_non_overlapping(self.candidates))
+                self.candidates = []
+            if not rows.size:
+                continue
+            lo, hi = bounds[i], bounds[i + 1]
+            good = int(ok[lo:hi].sum())
+            if good:  # fit only the few most promising spans ending here
+                for j in np.argsort(-pre_score[lo:hi])[: min(self.fits_per_frame, good)]:
+                    self._fit(int(starts[i, cols[lo + j]]), e)
 
     def _fit(self, s: int, e: int) -> None:
         """Fit every frame of ``[s, e)`` as a blend of ``f[s-1]`` and ``f[e]``; keep it if it fits."""

@@ -1,18 +1,22 @@
 """Curation throughput against two baselines measured in the same run.
 
-- floor: decoding the same files once, nothing else, with the same number of processes;
+- floor: decoding the same files once, nothing else, with the same number of processes (the faster
+  of FFmpeg's decoder threads and one decoder thread per process);
 - vidforge scan → filter (probe, single-pass scan, plan, filter) and the whole CPU chain with
   extraction at the default output size (short side 480, libx264 ``veryfast``), in the same process
   pool; the whole chain again with the ``--fast-preset`` encoder preset, to show what the encoder costs;
 - multi-pass: PySceneDetect's own pass (ContentDetector), then a separate motion pass (decode again,
   optical flow), then extraction of the clips vidforge keeps (decode those spans again, encode with
   the same settings) — the glue-code way;
+- the multi-pass analysis passes without extraction, and the encoder alone on the kept frames
+  (decoded and downscaled beforehand, untimed): what extraction costs whichever way it is run;
 - the same chain in 1 process, for the speed-up from 1 to ``--workers`` processes;
 - the real ``vidforge curate`` command (embedded Ray, start-up included) with 1 and 2 workers.
 
 Targets: scan → filter ≤ 1.3× the floor; with extraction ≤ 2× the floor; ≥ 2× faster than multi-pass.
 
     python tests/bench/bench_curate.py [--videos 8] [--workers 2] [--size 1280x720] [--fast-preset superfast]
+    python tests/bench/bench_curate.py --corpus DIR  # your own videos instead of the generated corpus
 
 The default size is HD because raw footage is: the scan's per-frame analysis works on a 160-pixel
 wide copy, so its cost is fixed per frame while decoding grows with the pixels (at 640x360 the
@@ -65,11 +69,9 @@ def vidforge_chain(args: tuple[str, bool, str | None]) -> list[tuple[int, int]]:
 
 def multi_pass(args: tuple[str, list[tuple[int, int]]]) -> int:
     """PySceneDetect pass, then a motion pass, then extraction: three decodes. The extraction
-    encodes the same clips as vidforge (its kept frame ranges), with the same encoder settings."""
-    from av.video.reformatter import VideoReformatter
+    encodes the same clips as vidforge (its kept frame ranges), with the same encoder settings;
+    with no spans it is the two analysis passes alone."""
     from scenedetect import ContentDetector, detect
-
-    from pipeline.extract import ExtractConfig, output_size
 
     path, spans = args
     detect(path, ContentDetector())  # pass 1: its own decode
@@ -77,7 +79,6 @@ def multi_pass(args: tuple[str, list[tuple[int, int]]]) -> int:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         stream.thread_count = 1  # one process per core, as vidforge's workers
-        fps = float(stream.average_rate)
         prev, motion = None, []
         for frame in container.decode(stream):
             gray = frame.to_ndarray(width=160, height=90, format="gray")
@@ -85,21 +86,32 @@ def multi_pass(args: tuple[str, list[tuple[int, int]]]) -> int:
                 flow = cv2.calcOpticalFlowFarneback(prev, gray, None, 0.5, 2, 9, 2, 5, 1.1, 0)
                 motion.append(float(np.linalg.norm(flow, axis=2).mean()))
             prev = gray
+    extract_spans((path, spans, False))  # pass 3: extraction of the kept spans
+    return len(spans)
+
+
+def extract_spans(args: tuple[str, list[tuple[int, int]], bool]) -> float:
+    """Seek to each span, decode it, downscale to the default output size and encode it with the
+    default encoder settings. Returns the seconds spent in the encoder; with ``encoder_alone`` the
+    span's frames are decoded and downscaled first, so only the encode runs while timed."""
+    from av.video.reformatter import VideoReformatter
+
+    from pipeline.extract import ExtractConfig, output_size
+
+    path, spans, encoder_alone = args
     cfg = ExtractConfig()
-    with av.open(path) as container:  # pass 3: extraction of the kept spans
+    encode_s = 0.0
+    with av.open(path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         stream.thread_count = 1
+        fps = float(stream.average_rate)
         w, h = output_size(stream.codec_context.width, stream.codec_context.height, cfg.max_short_side)
         reformatter = VideoReformatter()
         for a, b in spans:
             container.seek(int(a / fps / stream.time_base), stream=stream, backward=True)
-            buf = io.BytesIO()
-            with av.open(buf, "w", format="mp4") as out:
-                s = out.add_stream("libx264", rate=int(round(fps)))
-                s.width, s.height, s.pix_fmt = w, h, "yuv420p"
-                s.codec_context.thread_count = cfg.threads
-                s.options = {"crf": str(cfg.crf), "preset": cfg.preset}
+
+            def small_frames():
                 for frame in container.decode(stream):
                     idx = int(round(frame.time * fps))
                     if idx < a:
@@ -108,9 +120,21 @@ def multi_pass(args: tuple[str, list[tuple[int, int]]]) -> int:
                         break
                     small = reformatter.reformat(frame, width=w, height=h, format="yuv420p", interpolation="AREA")
                     small.pts = None
+                    yield small
+
+            frames = list(small_frames()) if encoder_alone else small_frames()
+            start = time.perf_counter()
+            buf = io.BytesIO()
+            with av.open(buf, "w", format="mp4") as out:
+                s = out.add_stream("libx264", rate=int(round(fps)))
+                s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+                s.codec_context.thread_count = cfg.threads
+                s.options = {"crf": str(cfg.crf), "preset": cfg.preset}
+                for small in frames:
                     out.mux(s.encode(small))
                 out.mux(s.encode())
-    return len(spans)
+            encode_s += time.perf_counter() - start
+    return encode_s
 
 
 def timed_pool(fn, items, workers: int) -> float:
@@ -128,17 +152,27 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--size", default="1280x720")
     parser.add_argument("--fast-preset", default="superfast", help="libx264 preset of the extra extraction run")
+    parser.add_argument("--corpus", help="a folder of videos to measure instead of a generated corpus (searched recursively)")
     parser.add_argument("--no-end-to-end", action="store_true", help="skip the `vidforge curate` runs (1 and 2 workers)")
     args = parser.parse_args()
     from pipeline.samples import make_corpus
 
     width, height = (int(x) for x in args.size.split("x"))
     with tempfile.TemporaryDirectory() as tmp:
-        corpus = Path(tmp) / "corpus"
-        videos = make_corpus(corpus, num_videos=args.videos, seed=11, size=(width, height))
-        paths = [v.path for v in videos]
-        frames = sum(v.num_frames for v in videos)
-        print(f"corpus: {len(paths)} videos, {frames} frames at {width}x{height}, {args.workers} worker processes")
+        if args.corpus:
+            from pipeline.io import resolve_inputs
+            from pipeline.probe import probe_video
+
+            corpus = Path(args.corpus)
+            paths = resolve_inputs([str(corpus)])  # as `vidforge curate` finds them
+            frames = sum(probe_video(p).frame_count for p in paths)
+            print(f"corpus: {len(paths)} videos in {corpus}, {frames} frames, {args.workers} worker processes")
+        else:
+            corpus = Path(tmp) / "corpus"
+            videos = make_corpus(corpus, num_videos=args.videos, seed=11, size=(width, height))
+            paths = [v.path for v in videos]
+            frames = sum(v.num_frames for v in videos)
+            print(f"corpus: {len(paths)} videos, {frames} frames at {width}x{height}, {args.workers} worker processes")
         # the floor is the faster of FFmpeg's threading and one decoder thread per process
         floor_auto = timed_pool(decode_once, [(p, 0) for p in paths], args.workers)
         floor_single = timed_pool(decode_once, [(p, 1) for p in paths], args.workers)
@@ -152,19 +186,25 @@ def main() -> None:
         kept_frames = sum(b - a for spans in kept for a, b in spans)
         print(f"vidforge keeps {sum(map(len, kept))} clips, {kept_frames} frames ({kept_frames / frames:.0%} of the input)")
         multi = timed_pool(multi_pass, list(zip(paths, kept)), args.workers)
+        analysis_passes = timed_pool(multi_pass, [(p, []) for p in paths], args.workers)
+        with get_context("spawn").Pool(args.workers) as pool:  # encoder CPU seconds, spread over the workers
+            encode = sum(pool.map(extract_spans, [(p, spans, True) for p, spans in zip(paths, kept)], chunksize=1)) / args.workers
         rows = [
             ("floor: decode once", floor),
             ("vidforge probe+scan+plan+filter", scan),
             ("vidforge + extraction (default size, veryfast)", whole),
             (f"vidforge + extraction (default size, {args.fast_preset})", fast),
             ("multi-pass (PySceneDetect, motion, extract same clips)", multi),
+            ("multi-pass analysis passes alone (no extraction)", analysis_passes),
+            ("libx264 encode of the kept frames alone", encode),
         ]
         print(f"\n{'pipeline':48s} {'seconds':>8s} {'x floor':>8s}")
         for name, seconds in rows:
             print(f"{name:48s} {seconds:8.2f} {seconds / floor:8.2f}")
         print(f"\nscan→filter / floor = {scan / floor:.2f} (target <= 1.3)")
         print(f"with extraction / floor = {whole / floor:.2f} (target <= 2.0); with preset {args.fast_preset}: {fast / floor:.2f}")
-        print(f"multi-pass / vidforge with extraction = {multi / whole:.2f} (target >= 2.0)")
+        print(f"multi-pass / vidforge with extraction = {multi / whole:.2f} (target >= 2.0); "
+              f"analysis passes alone / vidforge scan→filter = {analysis_passes / scan:.2f}")
         if args.workers > 1:
             one = timed_pool(vidforge_chain, [(p, True, None) for p in paths], 1)
             print(f"vidforge with extraction, 1 process: {one:.2f} s; speed-up 1 → {args.workers} processes {one / whole:.2f}x")
