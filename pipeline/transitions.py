@@ -106,6 +106,8 @@ class BlendSpanDetector:
     def push_batch(self, small_grays: np.ndarray, sharpness: np.ndarray) -> None:
         """Add the next ``n`` frames (``(n, pixels)`` float32, ``(n,)`` sharpness): the same result as
         ``n`` calls of :meth:`push`, with the cheap pre-test vectorised over the batch."""
+        if len(sharpness) == 0:
+            return
         frames = np.asarray(small_grays, np.float32).reshape(len(sharpness), -1)
         for first in range(0, len(frames), _MAX_BATCH):
             self._push_chunk(frames[first : first + _MAX_BATCH], np.asarray(sharpness[first : first + _MAX_BATCH], np.float64))

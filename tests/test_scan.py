@@ -167,3 +167,24 @@ def test_column_medians_equal_numpy(rows):
 
     values = np.random.default_rng(rows).normal(size=(rows, 2)).astype(np.float32)
     np.testing.assert_allclose(_column_medians(values), np.median(values, axis=0), rtol=1e-6)
+
+
+def test_blend_push_batch_equals_frame_by_frame():
+    """The batched pre-test finds exactly the candidates of frame-by-frame pushes: a synthetic
+    dissolve and a fade to black between noisy still shots, pushed in uneven batches."""
+    from pipeline.transitions import BlendSpanDetector
+
+    rng = np.random.default_rng(3)
+    a, b = rng.uniform(40, 220, 576), rng.uniform(40, 220, 576)
+    frames = [a] * 30 + [a + (b - a) * k / 13 for k in range(1, 13)] + [b] * 40
+    frames += [b * (1 - k / 9) for k in range(1, 9)] + [np.zeros(576)] * 6 + [a] * 40
+    frames = np.stack(frames).astype(np.float32) + rng.normal(0, 0.5, (len(frames), 576)).astype(np.float32)
+    sharp = np.abs(frames[:, 1:] - frames[:, :-1]).mean(axis=1).astype(np.float64) ** 2
+    one = BlendSpanDetector()
+    for f, g in zip(frames, sharp):
+        one.push(f, g)
+    batched = BlendSpanDetector()
+    for lo, hi in [(0, 5), (5, 37), (37, 40), (40, 130), (130, len(frames)), (len(frames), len(frames))]:  # one over 64 frames, one empty
+        batched.push_batch(frames[lo:hi], sharp[lo:hi])
+    assert batched.num_candidates == one.num_candidates > 0
+    assert batched.finish() == one.finish()
