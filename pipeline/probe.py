@@ -61,7 +61,7 @@ def probe_video(path: str) -> ProbeResult:
             kinds = sorted({s.type for s in container.streams}) or ["no streams"]
             raise ProbeError(f"no video stream (has {', '.join(kinds)})")
         stream = container.streams.video[0]
-        stream.thread_count = 1  # one frame to decode: a pool of decoder threads costs more than it
+        stream.thread_count = 1  # one frame to decode: starting a pool of decoder threads costs more than it saves
         codec = stream.codec_context.name
         width, height = stream.codec_context.width, stream.codec_context.height
         time_base = float(stream.time_base) if stream.time_base else 0.0

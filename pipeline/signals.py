@@ -11,8 +11,8 @@ keeps per frame:
 - candidate dissolves and fades (:class:`pipeline.transitions.BlendSpanDetector`).
 
 Why batches: the decoder evicts the analysis code's working set from the CPU caches at every
-frame; running the analysis over a batch of frames keeps it warm (a third less time at 720p), and
-the colour conversion and the median reductions then run once per batch.
+frame; running the analysis over a batch of frames keeps it warm (about a third less analysis
+time at 720p), and the colour conversion and the median reductions then run once per batch.
 """
 
 from __future__ import annotations
