@@ -20,6 +20,7 @@ from av.video.reformatter import VideoReformatter
 
 from pipeline.io import open_for_decode
 from pipeline.records import ClipRecord, VideoRecord
+from pipeline.scan import rotate_upright
 from pipeline.stage import Stage
 
 
@@ -55,12 +56,6 @@ def output_size(width: int, height: int, max_short_side: int) -> tuple[int, int]
     w = max(2, int(round(width * scale / 2)) * 2)
     h = max(2, int(round(height * scale / 2)) * 2)
     return w, h
-
-
-def rotate_upright(image: np.ndarray, rotation: int) -> np.ndarray:
-    """Apply a display-matrix rotation (degrees counter-clockwise, as FFmpeg reports it)."""
-    k = (rotation // 90) % 4
-    return np.ascontiguousarray(np.rot90(image, k=k)) if k else image
 
 
 def _decode_spans(

@@ -168,9 +168,10 @@ def _long_side(long: int, width: int, height: int, rounding) -> tuple[int, int]:
     return rounding(long * width / height), long
 
 
-def _rotate(img: np.ndarray, rotation: int) -> np.ndarray:
+def rotate_upright(image: np.ndarray, rotation: int) -> np.ndarray:
+    """Apply a display-matrix rotation (degrees counter-clockwise, as FFmpeg reports it)."""
     k = (rotation // 90) % 4
-    return np.ascontiguousarray(np.rot90(img, k)) if k else img
+    return np.ascontiguousarray(np.rot90(image, k=k)) if k else image
 
 
 def _area_resize(img: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -265,7 +266,7 @@ def scan_video(path: str, config: ScanConfig | None = None) -> ScanResult:
                 # one downscale per frame (box filter), in the frame's coded orientation, then rotate;
                 # the analysis runs a batch at a time (see pipeline.signals)
                 sw, sh = (ah, aw) if rotation in (90, 270) else (aw, ah)
-                bgr = _rotate(_downscale_bgr(frame, sw, sh, analysis_sws), rotation)
+                bgr = rotate_upright(_downscale_bgr(frame, sw, sh, analysis_sws), rotation)
                 if pending == BATCH_FRAMES:
                     signals.add(batch, times[-pending:])
                     pending = 0
@@ -275,7 +276,7 @@ def scan_video(path: str, config: ScanConfig | None = None) -> ScanResult:
 
                 if t + 1e-6 >= next_key_t:
                     sw, sh = (kh, kw) if rotation in (90, 270) else (kw, kh)
-                    key_bgr = _rotate(_downscale_bgr(frame, sw, sh, keyframe_sws), rotation)
+                    key_bgr = rotate_upright(_downscale_bgr(frame, sw, sh, keyframe_sws), rotation)
                     ok, buf = cv2.imencode(".jpg", key_bgr, [cv2.IMWRITE_JPEG_QUALITY, config.keyframe_jpeg_quality])
                     if ok:
                         keyframes.append(Keyframe(frame_index=index, time_s=t, jpeg=buf.tobytes()))
