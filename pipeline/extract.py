@@ -44,8 +44,9 @@ class ExtractConfig:
             raise ValueError("fps must be > 0 or null")
         if not 0 <= self.crf <= 51:
             raise ValueError("crf must be in 0..51")
-        if self.threads < 0 or self.decode_threads < 0:
-            raise ValueError("threads and decode_threads must be >= 0")
+        for key in ("threads", "decode_threads"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"{key}: expected >= 0 (0: FFmpeg's choice), got {getattr(self, key)}")
 
 
 def output_size(width: int, height: int, max_short_side: int) -> tuple[int, int]:

@@ -150,6 +150,17 @@ def test_config_is_validated():
     assert load_config(ScanConfig, overrides=["blend_width=24"]).blend_width == 24
 
 
+@pytest.mark.parametrize("key", ["threads", "decode_threads"])
+def test_thread_counts_are_validated(key):
+    from pipeline.extract import ExtractConfig
+
+    with pytest.raises(ValueError, match=f"^{key}: expected >= 0 .*got -1$"):
+        ExtractConfig(**{key: -1})
+    with pytest.raises(ValueError, match="^decode_threads: expected >= 0, got -1$"):
+        ScanConfig(decode_threads=-1)
+    assert ExtractConfig(**{key: 0}) and ScanConfig(decode_threads=0)
+
+
 def test_resolve_transitions_joins_fades_and_drops_cuts_inside():
     luma = np.full(100, 120.0, np.float32)
     luma[40:44] = 3.0  # black frames between a fade-out and a fade-in
