@@ -137,13 +137,14 @@ def extract_spans(args: tuple[str, list[tuple[int, int]], bool]) -> float:
     return encode_s
 
 
-def timed_pool(fn, items, workers: int) -> float:
+def timed_pool(fn, items, workers: int) -> tuple[float, list]:
+    """Wall seconds of ``fn`` over ``items`` in a pool of ``workers`` processes, and the results."""
     ctx = get_context("spawn")
     with ctx.Pool(workers) as pool:
         pool.map(fn, items[:1] * workers, chunksize=1)  # warm every worker (imports, caches), not timed
         start = time.perf_counter()
-        pool.map(fn, items, chunksize=1)
-        return time.perf_counter() - start
+        results = pool.map(fn, items, chunksize=1)
+        return time.perf_counter() - start, results
 
 
 def main() -> None:
@@ -174,19 +175,17 @@ def main() -> None:
             frames = sum(v.num_frames for v in videos)
             print(f"corpus: {len(paths)} videos, {frames} frames at {width}x{height}, {args.workers} worker processes")
         # the floor is the faster of FFmpeg's threading and one decoder thread per process
-        floor_auto = timed_pool(decode_once, [(p, 0) for p in paths], args.workers)
-        floor_single = timed_pool(decode_once, [(p, 1) for p in paths], args.workers)
+        floor_auto, _ = timed_pool(decode_once, [(p, 0) for p in paths], args.workers)
+        floor_single, _ = timed_pool(decode_once, [(p, 1) for p in paths], args.workers)
         floor = min(floor_auto, floor_single)
         print(f"floor: {floor_auto:.2f} s with FFmpeg's decoder threads, {floor_single:.2f} s with one per process")
-        scan = timed_pool(vidforge_chain, [(p, False, None) for p in paths], args.workers)
-        whole = timed_pool(vidforge_chain, [(p, True, None) for p in paths], args.workers)
-        fast = timed_pool(vidforge_chain, [(p, True, args.fast_preset) for p in paths], args.workers)
-        with get_context("spawn").Pool(args.workers) as pool:  # the clips vidforge keeps, untimed
-            kept = pool.map(vidforge_chain, [(p, False, None) for p in paths], chunksize=1)
+        scan, kept = timed_pool(vidforge_chain, [(p, False, None) for p in paths], args.workers)  # kept spans per video
+        whole, _ = timed_pool(vidforge_chain, [(p, True, None) for p in paths], args.workers)
+        fast, _ = timed_pool(vidforge_chain, [(p, True, args.fast_preset) for p in paths], args.workers)
         kept_frames = sum(b - a for spans in kept for a, b in spans)
         print(f"vidforge keeps {sum(map(len, kept))} clips, {kept_frames} frames ({kept_frames / frames:.0%} of the input)")
-        multi = timed_pool(multi_pass, list(zip(paths, kept)), args.workers)
-        analysis_passes = timed_pool(multi_pass, [(p, []) for p in paths], args.workers)
+        multi, _ = timed_pool(multi_pass, list(zip(paths, kept)), args.workers)
+        analysis_passes, _ = timed_pool(multi_pass, [(p, []) for p in paths], args.workers)
         with get_context("spawn").Pool(args.workers) as pool:  # encoder CPU seconds, spread over the workers
             encode = sum(pool.map(extract_spans, [(p, spans, True) for p, spans in zip(paths, kept)], chunksize=1)) / args.workers
         rows = [
@@ -206,7 +205,7 @@ def main() -> None:
         print(f"multi-pass / vidforge with extraction = {multi / whole:.2f} (target >= 2.0); "
               f"analysis passes alone / vidforge scan→filter = {analysis_passes / scan:.2f}")
         if args.workers > 1:
-            one = timed_pool(vidforge_chain, [(p, True, None) for p in paths], 1)
+            one, _ = timed_pool(vidforge_chain, [(p, True, None) for p in paths], 1)
             print(f"vidforge with extraction, 1 process: {one:.2f} s; speed-up 1 → {args.workers} processes {one / whole:.2f}x")
 
         if args.no_end_to_end:
