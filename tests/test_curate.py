@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import av
@@ -130,23 +129,37 @@ def test_rerun_is_a_no_op_and_bad_usage_is_reported(curated_output, tmp_path):
     assert proc.returncode == 2 and "plan.margin_s" in proc.stderr and "--overwrite" in proc.stderr
 
 
+# The interrupted run: the real CLI, whose process group SIGKILLs itself (driver and embedded Ray, no clean-up)
+# as soon as one commit is on disk. Killing from inside makes the moment exact: a kill sent from the test by
+# watching the folder raced the run, which on a fast machine had finished and merged before the kill arrived.
+_KILL_AFTER_FIRST_COMMIT = """
+import os, signal, sys
+import pipeline.curate as curate_module
+from pathlib import Path
+from pipeline.cli import main
+
+run = curate_module.curate
+out = Path(sys.argv[sys.argv.index("--output") + 1])
+
+def kill_once_committed(record):
+    if list((out / "manifest" / "parts").glob("part-*-units.parquet")):
+        os.killpg(0, signal.SIGKILL)
+
+curate_module.curate = lambda *args, **kwargs: run(*args, on_video=kill_once_committed, **kwargs)
+sys.exit(main(sys.argv[1:]))
+"""
+
+
 def test_resume_after_sigkill_gives_the_same_clips(curated_output, tmp_path):
     out, corpus, _ = curated_output
     reference = {c["clip_id"]: c["kept"] for c in read_clips(out)}
     resumed = tmp_path / "resumed"
-    # one CPU: videos finish one after another, so the kill lands while most of the corpus is still to do
-    cmd = [sys.executable, "-m", "vidforge", "curate", str(corpus), "--output", str(resumed), "--num-cpus", "1", "--no-progress", "--set", "shards.max_samples=1"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + 300
-    parts = resumed / "manifest" / "parts"
-    while time.time() < deadline and proc.poll() is None:
-        if parts.is_dir() and len(list(parts.glob("part-*-units.parquet"))) >= 1:
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, "the run finished before it could be killed"
-    os.killpg(proc.pid, signal.SIGKILL)  # the driver and its embedded Ray, no clean-up
-    proc.wait()
-    assert not (resumed / "manifest" / "clips.parquet").exists()
+    cmd = [sys.executable, "-c", _KILL_AFTER_FIRST_COMMIT, str(corpus), "--output", str(resumed)]
+    cmd += ["--num-cpus", "1", "--no-progress", "--set", "shards.max_samples=1"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, start_new_session=True)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    committed = list((resumed / "manifest" / "parts").glob("part-*-units.parquet"))
+    assert committed and not (resumed / "manifest" / "clips.parquet").exists()
     run_curate(str(corpus), "--output", str(resumed), "--set", "shards.max_samples=1")
     clips = read_clips(resumed)
     assert {c["clip_id"]: c["kept"] for c in clips} == reference
