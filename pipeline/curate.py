@@ -59,6 +59,7 @@ class ScanStage(Stage):
     """One decode pass per video: cuts, transitions, luma, sharpness, motion, keyframes."""
 
     name = "scan"
+    reads_source = True
 
     def process_record(self, record: VideoRecord) -> VideoRecord:
         start = time.perf_counter()

@@ -18,7 +18,7 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
-from pipeline.io import open_for_decode
+from pipeline.io import decode_source
 from pipeline.records import ClipRecord, VideoRecord
 from pipeline.scan import rotate_upright
 from pipeline.stage import Stage
@@ -67,7 +67,7 @@ def _decode_spans(
     Frames are taken in presentation order from the first frame at or after t0 (half a frame of
     tolerance), ``count`` of them, so the clip holds exactly the planned frames.
     """
-    with av.open(open_for_decode(path)) as container:
+    with decode_source(path) as source, av.open(source) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         stream.thread_count = threads
@@ -186,6 +186,7 @@ class ExtractStage(Stage):
     """Decode only the kept spans again and encode each kept clip to H.264 mp4 bytes."""
 
     name = "extract"
+    reads_source = True
 
     def process_record(self, record: VideoRecord) -> VideoRecord:
         start = time.perf_counter()

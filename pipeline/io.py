@@ -1,21 +1,30 @@
 """Input discovery and file access, local or remote, through one code path (``pyarrow.fs``).
 
 Local paths and ``s3://``/``gs://``/``hdfs://`` URIs are both resolved with
-``pyarrow.fs.FileSystem.from_uri``; local files are handed to PyAV by path (fastest), remote ones
-as seekable file objects.
+``pyarrow.fs.FileSystem.from_uri``; local files are handed to PyAV by path (fastest). A video task
+copies its remote input once to a node-local temporary file (:func:`staged_locally`), which every
+reader then uses; outside one, remote files are read as seekable file objects.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import shutil
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Iterable
+from typing import IO, Iterable, Iterator
 
 import pyarrow.fs as pafs
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ts", ".flv")
 LIST_EXTENSIONS = (".txt", ".lst", ".list")
+STAGE_CHUNK_BYTES = 8 << 20
+
+log = logging.getLogger(__name__)
+_staged: dict[str, str] = {}  # remote URI -> its local copy, inside staged_locally()
 
 
 class InputError(ValueError):
@@ -37,24 +46,35 @@ def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
 
 
 def _join(uri: str, fs_path: str) -> str:
-    """Re-attach the scheme of ``uri`` to a path listed by its filesystem."""
+    """The URI of ``fs_path``, a path listed by the filesystem of ``uri``: its scheme, the authority
+    when the filesystem's paths lack it (``hdfs://host:port/...``) and its query (``?region=...``)."""
     if not is_remote(uri):
         return fs_path
-    scheme = uri.split("://", 1)[0]
-    return f"{scheme}://{fs_path}"
+    scheme, rest = uri.split("://", 1)
+    rest, _, query = rest.partition("?")
+    if fs_path.startswith("/"):
+        fs_path = rest.split("/", 1)[0] + fs_path
+    return f"{scheme}://{fs_path}" + (f"?{query}" if query else "")
+
+
+def _sibling(uri: str, relative: str) -> str:
+    """``relative`` resolved against the folder of ``uri`` (a list file), local or remote."""
+    if not is_remote(uri):
+        return os.path.join(os.path.dirname(uri), relative)
+    base, _, query = uri.partition("?")
+    return f"{base.rsplit('/', 1)[0]}/{relative}" + (f"?{query}" if query else "")
 
 
 def _read_list(fs: pafs.FileSystem, fs_path: str, uri: str) -> list[str]:
     with fs.open_input_stream(fs_path) as f:
         text = f.read().decode("utf-8", errors="replace")
-    base = os.path.dirname(uri) if not is_remote(uri) else uri.rsplit("/", 1)[0]
     out = []
     for line in text.splitlines():
         line = line.strip()
         if not line or line.startswith("#"):
             continue
-        if not is_remote(line) and not os.path.isabs(line) and not is_remote(uri):
-            line = os.path.join(base, line)
+        if not is_remote(line) and not os.path.isabs(line):  # relative to the list's folder
+            line = _sibling(uri, line)
         out.append(line)
     return out
 
@@ -89,8 +109,43 @@ def resolve_inputs(inputs: Iterable[str], extensions: Iterable[str] = VIDEO_EXTE
     return list(seen)
 
 
+@contextmanager
+def staged_locally(uris: Iterable[str]) -> Iterator[None]:
+    """Copy the remote ones of ``uris`` to node-local temporary files for the duration of the block.
+
+    Inside it every reader of a staged URI (content hash, probe, scan, extraction) reads the local
+    copy: one download per video in large requests, where each pass would otherwise fetch the whole
+    file again, 32 KB per request (PyAV's reads through a file object). Copies go to ``$TMPDIR``
+    and are removed on exit. A URI that cannot be copied stays remote: its readers then fail on it
+    with their usual message.
+    """
+    remote = [u for u in dict.fromkeys(uris) if is_remote(u) and u not in _staged]
+    if not remote:
+        yield
+        return
+    folder = tempfile.mkdtemp(prefix="vidforge-staged-")
+    try:
+        for index, uri in enumerate(remote):
+            local = os.path.join(folder, f"{index}{Path(uri.partition('?')[0]).suffix}")
+            try:
+                fs, fs_path = filesystem(uri)
+                with fs.open_input_stream(fs_path) as src, open(local, "wb") as dst:
+                    while block := src.read(STAGE_CHUNK_BYTES):
+                        dst.write(block)
+            except (OSError, ValueError) as exc:  # pyarrow's errors; InputError is a ValueError
+                log.warning("%s: not copied locally (%s); reading it remotely", uri, exc)
+                continue
+            _staged[uri] = local
+        yield
+    finally:
+        for uri in remote:
+            _staged.pop(uri, None)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def open_for_decode(uri: str) -> str | IO[bytes]:
-    """What PyAV should open: the path itself when local, a seekable file object when remote."""
+    """What PyAV should open: a local path (the file's, or its staged copy's), else a seekable file object."""
+    uri = _staged.get(uri, uri)
     if not is_remote(uri):
         return uri.removeprefix("file://")
     try:
@@ -102,14 +157,25 @@ def open_for_decode(uri: str) -> str | IO[bytes]:
         return fsspec.open(uri, "rb").open()
 
 
+@contextmanager
+def decode_source(uri: str) -> Iterator[str | IO[bytes]]:
+    """:func:`open_for_decode` as a context: a file object it opened is closed on exit."""
+    source = open_for_decode(uri)
+    try:
+        yield source
+    finally:
+        if not isinstance(source, str):
+            source.close()
+
+
 def file_size(uri: str) -> int:
-    fs, fs_path = filesystem(uri)
+    fs, fs_path = filesystem(_staged.get(uri, uri))
     return int(fs.get_file_info(fs_path).size or 0)
 
 
 def content_hash(uri: str, chunk: int = 1 << 20) -> str:
     """BLAKE2b of the file's bytes (16 hex chars): the stable source id in every clip_id."""
-    fs, fs_path = filesystem(uri)
+    fs, fs_path = filesystem(_staged.get(uri, uri))
     digest = hashlib.blake2b(digest_size=8)
     with fs.open_input_stream(fs_path) as f:
         while True:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import av
 import numpy as np
 
-from pipeline.io import content_hash, file_size, open_for_decode
+from pipeline.io import content_hash, decode_source, file_size
 from pipeline.records import VideoRecord
 from pipeline.stage import Stage
 
@@ -52,46 +52,47 @@ def probe_video(path: str) -> ProbeResult:
     """Inspect a video; raise :class:`ProbeError` with a one-line reason when it is unusable."""
     if file_size(path) == 0:
         raise ProbeError("empty file")
-    try:
-        container = av.open(open_for_decode(path), metadata_errors="ignore")
-    except av.FFmpegError as exc:
-        raise ProbeError(f"not a video file ({exc.strerror or type(exc).__name__})") from None
-    with container:
-        if not container.streams.video:
-            kinds = sorted({s.type for s in container.streams}) or ["no streams"]
-            raise ProbeError(f"no video stream (has {', '.join(kinds)})")
-        stream = container.streams.video[0]
-        stream.thread_count = 1  # one frame to decode: starting a pool of decoder threads costs more than it saves
-        codec = stream.codec_context.name
-        width, height = stream.codec_context.width, stream.codec_context.height
-        time_base = float(stream.time_base) if stream.time_base else 0.0
-        pts: list[int] = []
-        corrupt = 0
+    with decode_source(path) as source:
         try:
-            for packet in container.demux(stream):
-                if packet.size == 0:
-                    continue
-                if packet.is_corrupt:
-                    corrupt += 1
-                if packet.pts is not None:
-                    pts.append(packet.pts)
+            container = av.open(source, metadata_errors="ignore")
         except av.FFmpegError as exc:
-            raise ProbeError(f"truncated or corrupt stream after {len(pts)} packets ({exc.strerror or exc})") from None
-        if corrupt:
-            raise ProbeError(f"truncated or corrupt stream ({corrupt} corrupt packet{'s' if corrupt > 1 else ''})")
-        declared = int(stream.frames or 0)
-        if declared and len(pts) < declared:
-            raise ProbeError(f"truncated: header declares {declared} frames, only {len(pts)} present")
-        # the first frame must decode (and tells the rotation)
-        container.seek(0)
-        rotation = 0
-        try:
-            first = next(container.decode(stream), None)
-        except av.FFmpegError as exc:
-            raise ProbeError(f"undecodable video stream ({exc.strerror or exc})") from None
-        if first is None:
-            raise ProbeError("no decodable video frames")
-        rotation = int(getattr(first, "rotation", 0) or 0) % 360
+            raise ProbeError(f"not a video file ({exc.strerror or type(exc).__name__})") from None
+        with container:
+            if not container.streams.video:
+                kinds = sorted({s.type for s in container.streams}) or ["no streams"]
+                raise ProbeError(f"no video stream (has {', '.join(kinds)})")
+            stream = container.streams.video[0]
+            stream.thread_count = 1  # one frame to decode: starting a pool of decoder threads costs more than it saves
+            codec = stream.codec_context.name
+            width, height = stream.codec_context.width, stream.codec_context.height
+            time_base = float(stream.time_base) if stream.time_base else 0.0
+            pts: list[int] = []
+            corrupt = 0
+            try:
+                for packet in container.demux(stream):
+                    if packet.size == 0:
+                        continue
+                    if packet.is_corrupt:
+                        corrupt += 1
+                    if packet.pts is not None:
+                        pts.append(packet.pts)
+            except av.FFmpegError as exc:
+                raise ProbeError(f"truncated or corrupt stream after {len(pts)} packets ({exc.strerror or exc})") from None
+            if corrupt:
+                raise ProbeError(f"truncated or corrupt stream ({corrupt} corrupt packet{'s' if corrupt > 1 else ''})")
+            declared = int(stream.frames or 0)
+            if declared and len(pts) < declared:
+                raise ProbeError(f"truncated: header declares {declared} frames, only {len(pts)} present")
+            # the first frame must decode (and tells the rotation)
+            container.seek(0)
+            rotation = 0
+            try:
+                first = next(container.decode(stream), None)
+            except av.FFmpegError as exc:
+                raise ProbeError(f"undecodable video stream ({exc.strerror or exc})") from None
+            if first is None:
+                raise ProbeError("no decodable video frames")
+            rotation = int(getattr(first, "rotation", 0) or 0) % 360
     frame_count = len(pts)
     if frame_count <= 1:
         raise ProbeError(f"{frame_count} frame{'s' if frame_count != 1 else ''}: not a video")
@@ -121,6 +122,7 @@ class ProbeStage(Stage):
     """Fill the record's ``videos.parquet`` row; unusable inputs end ``failed`` with the reason."""
 
     name = "probe"
+    reads_source = True
 
     def process_record(self, record: VideoRecord) -> VideoRecord:
         start = time.perf_counter()

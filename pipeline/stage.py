@@ -21,6 +21,7 @@ from typing import Any, Callable, ClassVar
 
 import numpy as np
 
+from pipeline.io import staged_locally
 from pipeline.records import ClipRecord, VideoRecord
 
 log = logging.getLogger(__name__)
@@ -75,10 +76,16 @@ def from_batch(batch: dict[str, np.ndarray]) -> list[VideoRecord]:
 
 
 def run_stages(batch: dict[str, np.ndarray], stages: list[tuple[type["Stage"], Any]]) -> dict[str, np.ndarray]:
-    """Run stateless stages one after another on a batch (one Ray task, no hand-offs between them)."""
+    """Run stateless stages one after another on a batch (one Ray task, no hand-offs between them).
+
+    When a stage reads the source videos, remote ones are copied to the worker once for the whole
+    chain (:func:`pipeline.io.staged_locally`).
+    """
     records = from_batch(batch)
-    for stage_cls, stage_config in stages:
-        records = stage_cls(stage_config).process(records)
+    reads_source = any(stage_cls.reads_source for stage_cls, _ in stages)
+    with staged_locally([r.path for r in records if r.ok] if reads_source else []):
+        for stage_cls, stage_config in stages:
+            records = stage_cls(stage_config).process(records)
     return to_batch(records)
 
 
@@ -114,6 +121,7 @@ class Stage(abc.ABC):
 
     name: ClassVar[str] = "stage"
     stateful: ClassVar[bool] = False  # True: an actor pool; the constructor loads a model once
+    reads_source: ClassVar[bool] = False  # True: decodes or reads ``record.path`` (staged locally when remote)
 
     def __init__(self, config: Any = None) -> None:
         self.config = config

@@ -1,8 +1,9 @@
-"""Shared fixtures: a small generated video corpus with ground truth, broken inputs, and one
-``vidforge demo`` run shared by the tests that check its output."""
+"""Shared fixtures: a small generated video corpus with ground truth, broken inputs, a local S3
+server, and one ``vidforge demo`` run shared by the tests that check its output."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -70,3 +71,60 @@ def demo_output(tmp_path_factory) -> DemoRun:
     )  # fmt: skip
     assert proc.returncode == 0, f"vidforge demo failed:\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}"
     return DemoRun(root, proc.stdout)
+
+
+@dataclass
+class S3Server:
+    """A local S3 API server; ``env`` holds the ``AWS_*`` variables any S3 client here needs."""
+
+    env: dict[str, str]
+    bucket: str
+
+    def filesystem(self):
+        import pyarrow.fs as pafs
+
+        return pafs.S3FileSystem(
+            endpoint_override=self.env["AWS_ENDPOINT_URL"],
+            access_key=self.env["AWS_ACCESS_KEY_ID"],
+            secret_key=self.env["AWS_SECRET_ACCESS_KEY"],
+            region=self.env["AWS_DEFAULT_REGION"],
+            allow_bucket_creation=True,
+        )
+
+    def put(self, key: str, data: bytes) -> str:
+        """Write an object; returns its ``s3://`` URI."""
+        with self.filesystem().open_output_stream(f"{self.bucket}/{key}") as out:
+            out.write(data)
+        return f"s3://{self.bucket}/{key}"
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """moto's S3 server on a free local port, with one empty bucket. Its endpoint and test
+    credentials are in ``os.environ`` for the session (subprocesses and Ray workers inherit them),
+    as a user points vidforge at MinIO or another S3-compatible store with ``AWS_ENDPOINT_URL``."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    env = {
+        "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+        "AWS_ACCESS_KEY_ID": "vidforge-test",
+        "AWS_SECRET_ACCESS_KEY": "vidforge-test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    s3 = S3Server(env, "vidforge")
+    s3.filesystem().create_dir(s3.bucket)
+    try:
+        yield s3
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        server.stop()
