@@ -202,8 +202,8 @@ def test_two_node_cluster_survives_losing_a_worker_node(curated_output, tmp_path
 
 
 def test_curate_s3_inputs_gives_the_clips_of_the_local_files(curated_output, s3_server, tmp_path):
-    """`vidforge curate s3://...` (the store found through AWS_ENDPOINT_URL, as with MinIO): every
-    video task downloads its input once, and the clips equal those of the same files read locally."""
+    """`vidforge curate s3://...` (the store found through AWS_ENDPOINT_URL, as with MinIO) gives the
+    clips of the same files read locally, and leaves none of its staged copies behind."""
     import glob
     import tempfile
 
