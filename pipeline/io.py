@@ -128,11 +128,10 @@ def staged_locally(uris: Iterable[str]) -> Iterator[None]:
         for index, uri in enumerate(remote):
             local = os.path.join(folder, f"{index}{Path(uri.partition('?')[0]).suffix}")
             try:
-                fs, fs_path = filesystem(uri)
-                with fs.open_input_stream(fs_path) as src, open(local, "wb") as dst:
+                with decode_source(uri) as src, open(local, "wb") as dst:  # pyarrow.fs, else fsspec
                     while block := src.read(STAGE_CHUNK_BYTES):
                         dst.write(block)
-            except (OSError, ValueError) as exc:  # pyarrow's errors; InputError is a ValueError
+            except (OSError, ValueError, ImportError) as exc:  # pyarrow's, fsspec's (unknown protocol, missing backend)
                 log.warning("%s: not copied locally (%s); reading it remotely", uri, exc)
                 continue
             _staged[uri] = local
@@ -150,11 +149,11 @@ def open_for_decode(uri: str) -> str | IO[bytes]:
         return uri.removeprefix("file://")
     try:
         fs, fs_path = pafs.FileSystem.from_uri(uri)
-        return fs.open_input_file(fs_path)
-    except Exception:  # fall back to fsspec, which knows more protocols
+    except (ValueError, NotImplementedError):  # a scheme pyarrow lacks: fsspec knows more protocols
         import fsspec
 
         return fsspec.open(uri, "rb").open()
+    return fs.open_input_file(fs_path)
 
 
 @contextmanager
@@ -170,7 +169,10 @@ def decode_source(uri: str) -> Iterator[str | IO[bytes]]:
 
 def file_size(uri: str) -> int:
     fs, fs_path = filesystem(_staged.get(uri, uri))
-    return int(fs.get_file_info(fs_path).size or 0)
+    info = fs.get_file_info(fs_path)
+    if info.type == pafs.FileType.NotFound:
+        raise FileNotFoundError(f"{uri}: not found")
+    return int(info.size or 0)
 
 
 def content_hash(uri: str, chunk: int = 1 << 20) -> str:

@@ -52,6 +52,8 @@ def test_staged_locally_reads_a_local_copy_and_removes_it(remote_corpus, s3_serv
             assert a.read() == b.read()
         assert content_hash(uri) == content_hash(local) and file_size(uri) == os.path.getsize(local)
     assert "missing.mp4: not copied locally" in caplog.text
+    with pytest.raises(FileNotFoundError, match="missing.mp4"):
+        file_size(missing)  # so the probe reports a vanished input as missing, not as an empty file
     assert not os.path.exists(copy)
     assert set(glob.glob(os.path.join(tempfile.gettempdir(), "vidforge-staged-*"))) == before
     remote = open_for_decode(uri)  # outside the block: a file object on the remote store
