@@ -36,7 +36,9 @@ def is_remote(uri: str) -> bool:
 
 
 def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
-    """The filesystem and in-filesystem path of a local path or URI."""
+    """The filesystem and in-filesystem path of a local path or URI (of its local copy, when
+    :func:`staged_locally` staged it)."""
+    uri = _staged.get(uri, uri)
     if not is_remote(uri):
         return pafs.LocalFileSystem(), str(Path(uri.removeprefix("file://")).absolute())
     try:
@@ -168,7 +170,7 @@ def decode_source(uri: str) -> Iterator[str | IO[bytes]]:
 
 
 def file_size(uri: str) -> int:
-    fs, fs_path = filesystem(_staged.get(uri, uri))
+    fs, fs_path = filesystem(uri)
     info = fs.get_file_info(fs_path)
     if info.type == pafs.FileType.NotFound:
         raise FileNotFoundError(f"{uri}: not found")
@@ -177,7 +179,7 @@ def file_size(uri: str) -> int:
 
 def content_hash(uri: str, chunk: int = 1 << 20) -> str:
     """BLAKE2b of the file's bytes (16 hex chars): the stable source id in every clip_id."""
-    fs, fs_path = filesystem(_staged.get(uri, uri))
+    fs, fs_path = filesystem(uri)
     digest = hashlib.blake2b(digest_size=8)
     with fs.open_input_stream(fs_path) as f:
         while True:

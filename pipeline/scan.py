@@ -30,7 +30,7 @@ import cv2
 from av.video.reformatter import VideoReformatter
 import numpy as np
 
-from pipeline.io import open_for_decode
+from pipeline.io import decode_source
 from pipeline.records import Keyframe
 from pipeline.signals import BATCH_FRAMES, FrameSignals
 from pipeline.transitions import Transition, resolve_transitions
@@ -207,94 +207,92 @@ def scan_video(path: str, config: ScanConfig | None = None) -> ScanResult:
     """Decode ``path`` once and compute cuts, gradual transitions, per-frame scores and keyframes."""
     config = config or ScanConfig()
     t_start = time.perf_counter()
-    source = open_for_decode(str(path))
-    try:
-        container = av.open(source)
-    except (av.error.FFmpegError, OSError, ValueError) as exc:
-        raise ScanError(f"{path}: cannot open as a video: {exc}") from None
-    try:
-        if not container.streams.video:
-            raise ScanError(f"{path}: no video stream")
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        stream.thread_count = config.decode_threads
-        rate = stream.average_rate or stream.guessed_rate or stream.base_rate or Fraction(24)
-        fps = float(rate)
-        fps_frac = Fraction(rate)
-
-        analysis_sws = VideoReformatter()  # reusing a reformatter keeps its swscale context
-        keyframe_sws = VideoReformatter()
-
-        times: list[float] = []
-        signals: FrameSignals | None = None
-        batch: np.ndarray | None = None  # analysis frames not yet analysed
-        pending = 0
-        keyframes: list[Keyframe] = []
-        next_key_t = 0.0
-        first_pts_t = None
-        rotation = 0
-        geom = None  # (analysis w, h, flow w, h, blend w, h, display w, h, keyframe w, h)
-        decode_error = None
-        index = -1
+    with decode_source(str(path)) as source:  # a remote file object is closed on exit
         try:
-            for frame in container.decode(stream):
-                index += 1
-                if geom is None:
-                    rotation = int(getattr(frame, "rotation", 0) or 0)
-                    rotation = int(round(rotation / 90.0)) * 90 % 360
-                    fw, fh = frame.width, frame.height
-                    dw, dh = (fh, fw) if rotation in (90, 270) else (fw, fh)
-                    # sizes set the long side, so portrait and landscape video are analysed at one scale
-                    aw, ah = _long_side(config.analysis_width, dw, dh, _even)
-                    flw, flh = _long_side(config.flow_width, dw, dh, _even)
-                    bw, bh = _long_side(config.blend_width, dw, dh, lambda x: max(2, round(x)))
-                    short = max(2, min(config.keyframe_short_side, dw, dh) // 2 * 2)
-                    kw, kh = (_even(short * dw / dh), short) if dw >= dh else (short, _even(short * dh / dw))
-                    geom = (aw, ah, flw, flh, bw, bh, dw, dh, kw, kh)
-                    signals = FrameSignals(config, fps_frac, (flw, flh), (bw, bh))
-                    batch = np.empty((BATCH_FRAMES, ah, aw, 3), np.uint8)
-                aw, ah, flw, flh, bw, bh, dw, dh, kw, kh = geom
+            container = av.open(source)
+        except (av.error.FFmpegError, OSError, ValueError) as exc:
+            raise ScanError(f"{path}: cannot open as a video: {exc}") from None
+        try:
+            if not container.streams.video:
+                raise ScanError(f"{path}: no video stream")
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            stream.thread_count = config.decode_threads
+            rate = stream.average_rate or stream.guessed_rate or stream.base_rate or Fraction(24)
+            fps = float(rate)
+            fps_frac = Fraction(rate)
 
-                # pts-based time, VFR-safe
-                if frame.pts is not None and frame.time is not None:
-                    if first_pts_t is None:
-                        first_pts_t = float(frame.time)
-                    t = float(frame.time) - first_pts_t
-                else:
-                    t = index / fps
+            analysis_sws = VideoReformatter()  # reusing a reformatter keeps its swscale context
+            keyframe_sws = VideoReformatter()
 
-                # one downscale per frame (box filter), in the frame's coded orientation, then rotate;
-                # the analysis runs a batch at a time (see pipeline.signals)
-                sw, sh = (ah, aw) if rotation in (90, 270) else (aw, ah)
-                bgr = rotate_upright(_downscale_bgr(frame, sw, sh, analysis_sws), rotation)
-                if pending == BATCH_FRAMES:
-                    signals.add(batch, times[-pending:])
-                    pending = 0
-                batch[pending] = bgr
-                pending += 1
-                times.append(t)
+            times: list[float] = []
+            signals: FrameSignals | None = None
+            batch: np.ndarray | None = None  # analysis frames not yet analysed
+            pending = 0
+            keyframes: list[Keyframe] = []
+            next_key_t = 0.0
+            first_pts_t = None
+            rotation = 0
+            geom = None  # (analysis w, h, flow w, h, blend w, h, display w, h, keyframe w, h)
+            decode_error = None
+            index = -1
+            try:
+                for frame in container.decode(stream):
+                    index += 1
+                    if geom is None:
+                        rotation = int(getattr(frame, "rotation", 0) or 0)
+                        rotation = int(round(rotation / 90.0)) * 90 % 360
+                        fw, fh = frame.width, frame.height
+                        dw, dh = (fh, fw) if rotation in (90, 270) else (fw, fh)
+                        # sizes set the long side, so portrait and landscape video are analysed at one scale
+                        aw, ah = _long_side(config.analysis_width, dw, dh, _even)
+                        flw, flh = _long_side(config.flow_width, dw, dh, _even)
+                        bw, bh = _long_side(config.blend_width, dw, dh, lambda x: max(2, round(x)))
+                        short = max(2, min(config.keyframe_short_side, dw, dh) // 2 * 2)
+                        kw, kh = (_even(short * dw / dh), short) if dw >= dh else (short, _even(short * dh / dw))
+                        geom = (aw, ah, flw, flh, bw, bh, dw, dh, kw, kh)
+                        signals = FrameSignals(config, fps_frac, (flw, flh), (bw, bh))
+                        batch = np.empty((BATCH_FRAMES, ah, aw, 3), np.uint8)
+                    aw, ah, flw, flh, bw, bh, dw, dh, kw, kh = geom
 
-                if t + 1e-6 >= next_key_t:
-                    sw, sh = (kh, kw) if rotation in (90, 270) else (kw, kh)
-                    key_bgr = rotate_upright(_downscale_bgr(frame, sw, sh, keyframe_sws), rotation)
-                    ok, buf = cv2.imencode(".jpg", key_bgr, [cv2.IMWRITE_JPEG_QUALITY, config.keyframe_jpeg_quality])
-                    if ok:
-                        keyframes.append(Keyframe(frame_index=index, time_s=t, jpeg=buf.tobytes()))
-                    while next_key_t <= t + 1e-6:
-                        next_key_t += config.keyframe_interval_s
-        except av.error.FFmpegError as exc:
+                    # pts-based time, VFR-safe
+                    if frame.pts is not None and frame.time is not None:
+                        if first_pts_t is None:
+                            first_pts_t = float(frame.time)
+                        t = float(frame.time) - first_pts_t
+                    else:
+                        t = index / fps
+
+                    # one downscale per frame (box filter), in the frame's coded orientation, then rotate;
+                    # the analysis runs a batch at a time (see pipeline.signals)
+                    sw, sh = (ah, aw) if rotation in (90, 270) else (aw, ah)
+                    bgr = rotate_upright(_downscale_bgr(frame, sw, sh, analysis_sws), rotation)
+                    if pending == BATCH_FRAMES:
+                        signals.add(batch, times[-pending:])
+                        pending = 0
+                    batch[pending] = bgr
+                    pending += 1
+                    times.append(t)
+
+                    if t + 1e-6 >= next_key_t:
+                        sw, sh = (kh, kw) if rotation in (90, 270) else (kw, kh)
+                        key_bgr = rotate_upright(_downscale_bgr(frame, sw, sh, keyframe_sws), rotation)
+                        ok, buf = cv2.imencode(".jpg", key_bgr, [cv2.IMWRITE_JPEG_QUALITY, config.keyframe_jpeg_quality])
+                        if ok:
+                            keyframes.append(Keyframe(frame_index=index, time_s=t, jpeg=buf.tobytes()))
+                        while next_key_t <= t + 1e-6:
+                            next_key_t += config.keyframe_interval_s
+            except av.error.FFmpegError as exc:
+                if index < 0:
+                    raise ScanError(f"{path}: cannot decode any frame: {exc}") from None
+                decode_error = f"decoding stopped after {index + 1} frames: {exc}"
+                log.warning("%s: %s", path, decode_error)
             if index < 0:
-                raise ScanError(f"{path}: cannot decode any frame: {exc}") from None
-            decode_error = f"decoding stopped after {index + 1} frames: {exc}"
-            log.warning("%s: %s", path, decode_error)
-        if index < 0:
-            raise ScanError(f"{path}: no decodable video frames")
-        signals.add(batch[:pending], times[len(times) - pending :])
-        signals.finish()
-    finally:
-        container.close()
-        if hasattr(source, "close"):
-            source.close()
+                raise ScanError(f"{path}: no decodable video frames")
+            signals.add(batch[:pending], times[len(times) - pending :])
+            signals.finish()
+        finally:
+            container.close()
 
     n = index + 1
     luma_arr = np.asarray(signals.luma, np.float32)
