@@ -174,10 +174,13 @@ def test_resolve_transitions_joins_fades_and_drops_cuts_inside():
 
 @pytest.mark.parametrize("rows", [1, 2, 7, 576])
 def test_column_medians_equal_numpy(rows):
-    from pipeline.signals import column_medians as _column_medians
+    from pipeline.signals import column_medians
 
     values = np.random.default_rng(rows).normal(size=(rows, 2)).astype(np.float32)
-    np.testing.assert_allclose(_column_medians(values), np.median(values, axis=0), rtol=1e-6)
+    np.testing.assert_allclose(column_medians(values), np.median(values, axis=0), rtol=1e-6)
+    # as the scan uses it: a batch of frames, each with its grid of flow vectors
+    batch = np.random.default_rng(rows).normal(size=(3, rows, 2)).astype(np.float32)
+    np.testing.assert_allclose(column_medians(batch, axis=1), np.median(batch, axis=1), rtol=1e-6)
 
 
 def test_blend_push_batch_equals_frame_by_frame():
