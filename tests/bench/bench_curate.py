@@ -147,26 +147,44 @@ def timed_pool(fn, items, workers: int) -> tuple[float, list]:
         return time.perf_counter() - start, results
 
 
+def frame_size(text: str) -> tuple[int, int]:
+    """``WIDTHxHEIGHT`` (even, >= 64) for ``--size``."""
+    try:
+        width, height = (int(x) for x in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, e.g. 1280x720, got {text!r}") from None
+    if min(width, height) < 64 or width % 2 or height % 2:
+        raise argparse.ArgumentTypeError(f"expected even sides of at least 64 pixels, got {text!r}")
+    return width, height
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--videos", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--size", default="1280x720")
+    parser.add_argument("--size", default="1280x720", type=frame_size, help="WIDTHxHEIGHT of the generated corpus")
     parser.add_argument("--fast-preset", default="superfast", help="libx264 preset of the extra extraction run")
     parser.add_argument("--corpus", help="a folder of videos to measure instead of a generated corpus (searched recursively)")
     parser.add_argument("--no-end-to-end", action="store_true", help="skip the `vidforge curate` runs (1 and 2 workers)")
     parser.add_argument("--repeats", type=int, default=2, help="rounds; each figure is the best of them")
     args = parser.parse_args()
+    if args.repeats < 1 or args.workers < 1:
+        parser.error(f"--repeats and --workers: expected >= 1, got {args.repeats} and {args.workers}")
     from pipeline.samples import make_corpus
 
-    width, height = (int(x) for x in args.size.split("x"))
+    width, height = args.size
     with tempfile.TemporaryDirectory() as tmp:
         if args.corpus:
-            from pipeline.io import resolve_inputs
+            from pipeline.io import VIDEO_EXTENSIONS, InputError, resolve_inputs
             from pipeline.probe import probe_video
 
             corpus = Path(args.corpus)
-            paths = resolve_inputs([str(corpus)])  # as `vidforge curate` finds them
+            try:
+                paths = resolve_inputs([str(corpus)])  # as `vidforge curate` finds them
+            except InputError as exc:
+                parser.error(f"--corpus: {exc}")
+            if not paths:
+                parser.error(f"--corpus {corpus}: no videos found (extensions: {', '.join(VIDEO_EXTENSIONS)})")
             frames = sum(probe_video(p).frame_count for p in paths)
             print(f"corpus: {len(paths)} videos in {corpus}, {frames} frames, {args.workers} worker processes")
         else:
