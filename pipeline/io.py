@@ -1,10 +1,10 @@
 """Input discovery and file access, local or remote, through one code path (``pyarrow.fs``).
 
-Local paths and ``s3://``/``gs://``/``hdfs://`` URIs are both resolved with
-``pyarrow.fs.FileSystem.from_uri``; local files are handed to PyAV by path (fastest). A video task
-copies its remote input once to a node-local temporary file (:func:`staged_locally`), which every
-reader then uses; outside one, remote files are read as seekable file objects.
-"""
+Every path or URI resolves to a ``pyarrow.fs`` filesystem (:func:`filesystem`): local paths, the
+schemes pyarrow implements (``s3://``, ``gs://``, ``hdfs://``, ``abfs://``), and any other fsspec
+protocol wrapped by pyarrow. Local files are handed to PyAV by path (fastest). A video task copies
+its remote input once to a node-local temporary file (:func:`staged_locally`), which every reader
+then uses; outside one, remote files are read as seekable file objects."""
 
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
+from datetime import timedelta
 from typing import IO, Iterable, Iterator
+from urllib.parse import parse_qsl
 
 import pyarrow.fs as pafs
 
@@ -35,6 +37,45 @@ def is_remote(uri: str) -> bool:
     return "://" in uri and not uri.startswith("file://")
 
 
+PYARROW_SCHEMES = ("s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss")
+"""URI schemes pyarrow.fs implements itself; any other goes through fsspec (wrapped by pyarrow)."""
+
+
+def remote_filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
+    """The pyarrow filesystem and in-filesystem path of a remote URI.
+
+    ``pyarrow.fs.FileSystem.from_uri`` for the schemes pyarrow implements; other schemes
+    (``http://``, ``az://``, ``memory://``...) through fsspec, wrapped in a pyarrow filesystem so
+    every caller sees one interface. With ``STORAGE_EMULATOR_HOST`` set (``http://host:port``, the
+    variable Google's client libraries and gcsfs read), ``gs://`` URIs go to that GCS emulator
+    (fake-gcs-server, storage-testbench) without credentials: pyarrow's URI parsing always asks
+    Google for credentials, which an emulator cannot give. Raises ValueError (bad URI or query,
+    unknown protocol) or ImportError (fsspec backend not installed).
+    """
+    scheme, _, rest = uri.partition("://")
+    emulator = os.environ.get("STORAGE_EMULATOR_HOST")
+    if scheme in ("gs", "gcs") and emulator:
+        path, _, query = rest.partition("?")
+        options = dict(parse_qsl(query))
+        unknown = sorted(set(options) - {"retry_limit_seconds"})
+        if unknown:
+            raise ValueError(f"unexpected query parameter(s) {unknown} for the GCS emulator at {emulator}")
+        endpoint_scheme, _, host = emulator.rpartition("://")
+        fs = pafs.GcsFileSystem(
+            anonymous=True,
+            endpoint_override=host.rstrip("/"),
+            scheme=endpoint_scheme or "http",
+            retry_time_limit=timedelta(seconds=float(options.get("retry_limit_seconds", 15))),
+        )
+        return fs, path.rstrip("/")
+    if scheme in PYARROW_SCHEMES:
+        return pafs.FileSystem.from_uri(uri)
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(uri)
+    return pafs.PyFileSystem(pafs.FSSpecHandler(fs)), path
+
+
 def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
     """The filesystem and in-filesystem path of a local path or URI (of its local copy, when
     :func:`staged_locally` staged it)."""
@@ -42,18 +83,21 @@ def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
     if not is_remote(uri):
         return pafs.LocalFileSystem(), str(Path(uri.removeprefix("file://")).absolute())
     try:
-        return pafs.FileSystem.from_uri(uri)
-    except Exception as exc:
+        return remote_filesystem(uri)
+    except (ValueError, ImportError, OSError) as exc:
         raise InputError(f"{uri}: cannot open this URI's filesystem: {exc}") from None
 
 
-def _join(uri: str, fs_path: str) -> str:
-    """The URI of ``fs_path``, a path listed by the filesystem of ``uri``: its scheme, the authority
-    when the filesystem's paths lack it (``hdfs://host:port/...``) and its query (``?region=...``)."""
+def _join(uri: str, fs_path: str, fs: pafs.FileSystem | None = None) -> str:
+    """The URI of ``fs_path``, a path listed by ``fs``, the filesystem of ``uri``: its scheme, the
+    authority when the filesystem's paths lack it (``hdfs://host:port/...``) and its query
+    (``?region=...``); fsspec's own rule for the filesystems it provides."""
     if not is_remote(uri):
         return fs_path
     scheme, rest = uri.split("://", 1)
     rest, _, query = rest.partition("?")
+    if isinstance(fs, pafs.PyFileSystem) and isinstance(fs.handler, pafs.FSSpecHandler):
+        return fs.handler.fs.unstrip_protocol(fs_path) + (f"?{query}" if query else "")
     if fs_path.startswith("/"):
         fs_path = rest.split("/", 1)[0] + fs_path
     return f"{scheme}://{fs_path}" + (f"?{query}" if query else "")
@@ -103,7 +147,7 @@ def resolve_inputs(inputs: Iterable[str], extensions: Iterable[str] = VIDEO_EXTE
                 i.path for i in fs.get_file_info(selector) if i.type == pafs.FileType.File and i.path.lower().endswith(exts)
             )
             for p in found:
-                seen.setdefault(_join(item, p), None)
+                seen.setdefault(_join(item, p, fs), None)
         elif fs_path.lower().endswith(LIST_EXTENSIONS):
             stack[:0] = _read_list(fs, fs_path, item)
         else:
@@ -130,10 +174,10 @@ def staged_locally(uris: Iterable[str]) -> Iterator[None]:
         for index, uri in enumerate(remote):
             local = os.path.join(folder, f"{index}{Path(uri.partition('?')[0]).suffix}")
             try:
-                with decode_source(uri) as src, open(local, "wb") as dst:  # pyarrow.fs, else fsspec
+                with decode_source(uri) as src, open(local, "wb") as dst:
                     while block := src.read(STAGE_CHUNK_BYTES):
                         dst.write(block)
-            except (OSError, ValueError, ImportError) as exc:  # pyarrow's, fsspec's (unknown protocol, missing backend)
+            except (OSError, ValueError) as exc:  # a missing object, a full disk, a URI no filesystem takes (InputError)
                 log.warning("%s: not copied locally (%s); reading it remotely", uri, exc)
                 continue
             _staged[uri] = local
@@ -149,12 +193,7 @@ def open_for_decode(uri: str) -> str | IO[bytes]:
     uri = _staged.get(uri, uri)
     if not is_remote(uri):
         return uri.removeprefix("file://")
-    try:
-        fs, fs_path = pafs.FileSystem.from_uri(uri)
-    except (ValueError, NotImplementedError):  # a scheme pyarrow lacks: fsspec knows more protocols
-        import fsspec
-
-        return fsspec.open(uri, "rb").open()
+    fs, fs_path = filesystem(uri)
     return fs.open_input_file(fs_path)
 
 

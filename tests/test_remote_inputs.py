@@ -1,5 +1,5 @@
-"""Remote inputs (s3:// on a local S3 server): discovery, list files, and the local staging that
-makes a video task download its input once."""
+"""Remote inputs (s3:// and gs:// on local S3 and GCS API servers, other schemes through fsspec):
+discovery, list files, and the local staging that makes a video task download its input once."""
 
 from __future__ import annotations
 
@@ -10,29 +10,54 @@ import tempfile
 
 import pytest
 
-from pipeline.io import _join, content_hash, file_size, open_for_decode, resolve_inputs, staged_locally
+from pipeline.io import InputError, _join, content_hash, file_size, filesystem, open_for_decode, resolve_inputs, staged_locally
 
 
 @pytest.fixture(scope="module")
-def remote_corpus(s3_server, sample_corpus):
-    """The sample videos under ``s3://vidforge/raw/`` and a list file beside them: {uri: local path}."""
+def remote_corpus(object_store, sample_corpus):
+    """The sample videos under ``raw/`` of each object store: {uri: local path}."""
     uris = {}
     for video in sample_corpus:
         with open(video.path, "rb") as f:
-            uris[s3_server.put(f"raw/{os.path.basename(video.path)}", f.read())] = video.path
+            uris[object_store.put(f"raw/{os.path.basename(video.path)}", f.read())] = video.path
     return uris
 
 
-def test_folders_and_list_files_resolve_to_uris(s3_server, remote_corpus):
+def test_folders_and_list_files_resolve_to_uris(object_store, remote_corpus):
     first, second = sorted(remote_corpus)[:2]
     listing = f"# a relative line is relative to the list's folder\n{first.rsplit('/', 1)[1]}\n{second}\n"
-    list_uri = s3_server.put("raw/videos.txt", listing.encode())
-    assert resolve_inputs([f"s3://{s3_server.bucket}/raw"]) == sorted(remote_corpus)
+    list_uri = object_store.put("raw/videos.txt", listing.encode())
+    folder = f"{object_store.scheme}://{object_store.bucket}/raw"
+    assert resolve_inputs([folder]) == sorted(remote_corpus)
     assert resolve_inputs([list_uri]) == [first, second]
+    assert content_hash(first) == content_hash(remote_corpus[first]) and file_size(first) == os.path.getsize(remote_corpus[first])
     # the query string (per-URI filesystem options) travels with every listed file
-    with_query = resolve_inputs([f"s3://{s3_server.bucket}/raw?region=us-east-1"])
-    assert with_query == [f"{u}?region=us-east-1" for u in sorted(remote_corpus)]
+    query = {"s3": "region=us-east-1", "gs": "retry_limit_seconds=5"}[object_store.scheme]
+    with_query = resolve_inputs([f"{folder}?{query}"])
+    assert with_query == [f"{u}?{query}" for u in sorted(remote_corpus)]
     assert content_hash(with_query[0]) == content_hash(sorted(remote_corpus)[0])
+    with pytest.raises(InputError, match="cannot open this URI's filesystem.*colour"):
+        filesystem(f"{folder}?colour=blue")
+
+
+def test_other_schemes_go_through_fsspec(sample_corpus):
+    """A scheme pyarrow lacks (here fsspec's ``memory://``) is listed, hashed and opened by the same
+    functions, through fsspec wrapped in a pyarrow filesystem; an unknown one is a clear error."""
+    import fsspec
+
+    memory = fsspec.filesystem("memory")
+    for video in sample_corpus[:2]:
+        with open(video.path, "rb") as f:
+            memory.pipe(f"/vidforge-test/raw/{os.path.basename(video.path)}", f.read())
+    memory.pipe("/vidforge-test/raw/videos.txt", os.path.basename(sample_corpus[1].path).encode())
+    found = resolve_inputs(["memory://vidforge-test/raw"])
+    assert [u.rsplit("/", 1)[1] for u in found] == sorted(os.path.basename(v.path) for v in sample_corpus[:2])
+    assert resolve_inputs(["memory://vidforge-test/raw/videos.txt"])[0].endswith(os.path.basename(sample_corpus[1].path))
+    assert content_hash(found[0]) == content_hash(sample_corpus[0].path)
+    with open_for_decode(found[0]) as remote, open(sample_corpus[0].path, "rb") as local:
+        assert remote.read() == local.read()
+    with pytest.raises(InputError, match="nosuchscheme://b/a.mp4: cannot open this URI's filesystem"):
+        resolve_inputs(["nosuchscheme://b/a.mp4"])
 
 
 def test_join_keeps_the_authority_of_filesystems_whose_paths_lack_it():
@@ -41,9 +66,9 @@ def test_join_keeps_the_authority_of_filesystems_whose_paths_lack_it():
     assert _join("/local/raw", "/local/raw/a.mp4") == "/local/raw/a.mp4"
 
 
-def test_staged_locally_reads_a_local_copy_and_removes_it(remote_corpus, s3_server, caplog):
+def test_staged_locally_reads_a_local_copy_and_removes_it(remote_corpus, object_store, caplog):
     uri, local = sorted(remote_corpus.items())[0]
-    missing = f"s3://{s3_server.bucket}/raw/missing.mp4"
+    missing = f"{object_store.scheme}://{object_store.bucket}/raw/missing.mp4"
     before = set(glob.glob(os.path.join(tempfile.gettempdir(), "vidforge-staged-*")))
     with caplog.at_level(logging.WARNING, logger="pipeline.io"), staged_locally([uri, missing, local]):
         copy = open_for_decode(uri)
