@@ -2,13 +2,15 @@
 
 The second and last decode of a video: seeks to each kept span and decodes only that span,
 keeping exactly the frames [start_frame, end_frame) the manifest names (frame numbers are the
-scan's presentation-order numbering, matched here by presentation time). Optionally downscales
-(never upscales) and resamples to a target frame rate.
+scan's presentation-order numbering, matched here by presentation time; counted from the start
+where the source has no usable timestamps). Optionally downscales (never upscales) and resamples to
+a target frame rate.
 """
 
 from __future__ import annotations
 
 import io
+import itertools
 import time
 from dataclasses import dataclass
 from fractions import Fraction
@@ -59,39 +61,95 @@ def output_size(width: int, height: int, max_short_side: int) -> tuple[int, int]
     return w, h
 
 
-def _decode_spans(
-    path: str, spans: list[tuple[float, float, int]], seek_gap_s: float, threads: int = 1
-) -> Iterator[tuple[int, av.VideoFrame, float]]:
-    """Yield (span index, frame, time from the first frame) for frames whose times fall in each span (t0, t1, count).
+def _nearest_frame(frame_times: np.ndarray, t: float) -> int | None:
+    """The scan's number of the frame shown at ``t`` (within half a frame), else None."""
+    j = int(np.searchsorted(frame_times, t))
+    candidates = [i for i in (j - 1, j) if 0 <= i < len(frame_times)]
+    best = min(candidates, key=lambda i: abs(frame_times[i] - t))
+    next_gap = frame_times[best + 1] - frame_times[best] if best + 1 < len(frame_times) else None
+    prev_gap = frame_times[best] - frame_times[best - 1] if best > 0 else None
+    gaps = [g for g in (prev_gap, next_gap) if g is not None]
+    tolerance = 0.5 * min(gaps) if gaps else np.inf
+    return best if abs(frame_times[best] - t) <= tolerance else None
 
-    Frames are taken in presentation order from the first frame at or after t0 (half a frame of
-    tolerance), ``count`` of them, so the clip holds exactly the planned frames.
+
+def _decode_from_before(container, stream, t: float, frame: int, number_of) -> Iterator[av.VideoFrame]:
+    """Decoded frames from a keyframe at or before scan frame ``frame`` (stream time ``t``, seconds).
+
+    Seeks backward to ``t``; where the demuxer lands after it (MPEG program streams and other
+    containers without an index seek by estimate), seeks again 1, 2, 4... s earlier, down to the start.
+    """
+    tb = float(stream.time_base)
+    back = 0.0
+    while True:
+        target = max(t - back, 0.0)
+        container.seek(int(target / tb), stream=stream, backward=True, any_frame=False)
+        frames = container.decode(stream)
+        first = next(frames, None)
+        if first is None:
+            return iter(())
+        number = number_of(first)
+        if (number is not None and number <= frame) or target == 0.0:
+            return itertools.chain([first], frames)
+        back = max(2.0 * back, 1.0)
+
+
+def _decode_spans(
+    path: str,
+    spans: list[tuple[int, int]],
+    frame_times: np.ndarray,
+    time_origin_s: float | None,
+    seek_gap_s: float,
+    threads: int = 1,
+) -> Iterator[tuple[int, av.VideoFrame, float]]:
+    """Yield (span index, frame, time from the first frame) for exactly the frames [a, b) of each
+    span, numbered as the scan numbered them (presentation order from the first decoded frame).
+
+    With usable timestamps (``time_origin_s`` set) each decoded frame is matched to the scan's
+    number by its time, after a seek to a keyframe before each span (or decoding through gaps
+    shorter than ``seek_gap_s``); frames a decoder emits out of place after a seek (open GOPs) are
+    skipped. Without them, frames are counted from the start, never seeking.
     """
     with decode_source(path) as source, av.open(source) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         stream.thread_count = threads
         tb = float(stream.time_base)
-        offset = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0  # scan times start at 0
-        position = -np.inf  # time of the last decoded frame
+        by_time = time_origin_s is not None
+        counter = -1
+
+        def number_of(frame: av.VideoFrame) -> int | None:
+            nonlocal counter
+            if not by_time:
+                counter += 1
+                return counter
+            if frame.pts is None:
+                return None
+            return _nearest_frame(frame_times, float(frame.pts * tb) - time_origin_s)
+
+        position = -1  # scan number of the last frame taken
         frames = None
-        for index, (t0, t1, count) in enumerate(spans):
-            half = 0.5 * (t1 - t0) / max(count, 1)
-            if frames is None or t0 < position or t0 - position > seek_gap_s:
-                container.seek(int(max(t0 + offset - half, 0) / tb), stream=stream, backward=True, any_frame=False)
+        for index, (a, b) in enumerate(spans):
+            t0 = float(frame_times[a])
+            if frames is None and not by_time:
                 frames = container.decode(stream)
-            taken = 0
+            elif by_time and (frames is None or a <= position or t0 - float(frame_times[max(position, 0)]) > seek_gap_s):
+                half = 0.5 * (float(frame_times[a + 1]) - t0) if a + 1 < len(frame_times) else 0.0
+                frames = _decode_from_before(container, stream, t0 + time_origin_s - half, a, number_of)
+            expected = a
             for frame in frames:
-                t = (frame.pts * tb if frame.pts is not None else frame.time) - offset
-                position = t
-                if t < t0 - half:
-                    continue
-                yield index, frame, t
-                taken += 1
-                if taken >= count:
+                number = number_of(frame)
+                if number is None or number < expected or (number > expected and expected == a):
+                    continue  # before the span, or emitted out of place right after a seek
+                if number > expected:
+                    raise ValueError(f"frames {expected}-{number - 1} missing from the decoded stream")
+                position = number
+                yield index, frame, float(frame_times[number])
+                expected += 1
+                if expected >= b:
                     break
-            if taken < count:
-                raise ValueError(f"span {t0:.3f}-{t1:.3f} s: expected {count} frames, decoded {taken}")
+            if expected < b:
+                raise ValueError(f"frames {a}-{b}: expected {b - a} frames, decoded {expected - a}")
 
 
 class ClipEncoder:
@@ -103,7 +161,9 @@ class ClipEncoder:
     def __init__(self, fps: float, size: tuple[int, int], config: ExtractConfig, resample: bool, span: tuple[float, float]) -> None:
         self.buffer = io.BytesIO()
         self.container = av.open(self.buffer, "w", format="mp4")
-        self.stream = self.container.add_stream(config.codec, rate=Fraction(fps).limit_denominator(1001))
+        rate = Fraction(fps).limit_denominator(1001)
+        self.stream = self.container.add_stream(config.codec, rate=rate)
+        self.time_base = 1 / rate
         self.stream.width, self.stream.height = size
         self.stream.pix_fmt = "yuv420p"
         self.stream.codec_context.thread_count = config.threads
@@ -121,7 +181,10 @@ class ClipEncoder:
     def _write(self, frame: av.VideoFrame) -> None:
         # area averaging: the right filter for a downscale (sizes never grow), and swscale's fastest here
         out = self.reformatter.reformat(frame, width=self.size[0], height=self.size[1], format="yuv420p", interpolation="AREA")
-        out.pts = None
+        # constant-rate timestamps in the encoder's time base; the source's (pts and duration in its
+        # own time base, 1/1000 in Matroska) are meaningless here and made the mp4 muxer fail
+        out.pts = self.count
+        out.time_base = self.time_base
         self.container.mux(self.stream.encode(out))
         self.count += 1
 
@@ -154,14 +217,11 @@ def extract_clips(record: VideoRecord, config: ExtractConfig) -> None:
         return
     scan = record.scan
     rotation = int(record.video.get("rotation") or 0)
-    spans = []
-    for clip in kept:
-        a, b = clip.row["start_frame"], clip.row["end_frame"]
-        t1 = float(scan.frame_times[b - 1]) if b - 1 < len(scan.frame_times) else clip.row["end_s"]
-        spans.append((float(scan.frame_times[a]), t1, b - a))
+    spans = [(clip.row["start_frame"], clip.row["end_frame"]) for clip in kept]
     current: ClipEncoder | None = None
     current_index = -1
-    for index, frame, t in _decode_spans(record.path, spans, config.seek_gap_s, config.decode_threads):
+    decoded = _decode_spans(record.path, spans, scan.frame_times, scan.time_origin_s, config.seek_gap_s, config.decode_threads)
+    for index, frame, t in decoded:
         if index != current_index:
             if current is not None:
                 _finish(kept[current_index], current)

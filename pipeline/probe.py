@@ -62,51 +62,64 @@ def probe_video(path: str) -> ProbeResult:
                 kinds = sorted({s.type for s in container.streams}) or ["no streams"]
                 raise ProbeError(f"no video stream (has {', '.join(kinds)})")
             stream = container.streams.video[0]
-            stream.thread_count = 1  # one frame to decode: starting a pool of decoder threads costs more than it saves
             codec = stream.codec_context.name
             width, height = stream.codec_context.width, stream.codec_context.height
             time_base = float(stream.time_base) if stream.time_base else 0.0
             pts: list[int] = []
+            packets = 0
             corrupt = 0
             try:
                 for packet in container.demux(stream):
                     if packet.size == 0:
                         continue
+                    packets += 1
                     if packet.is_corrupt:
                         corrupt += 1
                     if packet.pts is not None:
                         pts.append(packet.pts)
             except av.FFmpegError as exc:
-                raise ProbeError(f"truncated or corrupt stream after {len(pts)} packets ({exc.strerror or exc})") from None
+                raise ProbeError(f"truncated or corrupt stream after {packets} packets ({exc.strerror or exc})") from None
             if corrupt:
                 raise ProbeError(f"truncated or corrupt stream ({corrupt} corrupt packet{'s' if corrupt > 1 else ''})")
             declared = int(stream.frames or 0)
-            if declared and len(pts) < declared:
-                raise ProbeError(f"truncated: header declares {declared} frames, only {len(pts)} present")
-            # the first frame must decode (and tells the rotation)
-            container.seek(0)
-            rotation = 0
-            try:
-                first = next(container.decode(stream), None)
-            except av.FFmpegError as exc:
-                raise ProbeError(f"undecodable video stream ({exc.strerror or exc})") from None
-            if first is None:
-                raise ProbeError("no decodable video frames")
-            rotation = int(getattr(first, "rotation", 0) or 0) % 360
-    frame_count = len(pts)
+            if declared and packets < declared:
+                raise ProbeError(f"truncated: header declares {declared} frames, only {packets} present")
+            rate = float(stream.average_rate or stream.guessed_rate or 0)
+    rotation = _first_frame_rotation(path)
+    frame_count = packets
     if frame_count <= 1:
         raise ProbeError(f"{frame_count} frame{'s' if frame_count != 1 else ''}: not a video")
-    ts = np.sort(np.asarray(pts, dtype=np.float64)) * time_base
-    deltas = np.diff(ts)
-    median = float(np.median(deltas)) if len(deltas) else 0.0
-    vfr = bool(median > 0 and np.mean(np.abs(deltas - median) > 0.1 * median) > 0.05)
-    duration = float(ts[-1] - ts[0] + (median if median > 0 else 0.0))
-    fps = frame_count / duration if duration > 0 else float(stream.average_rate or 0)
-    if not vfr and stream.average_rate:
-        fps = float(stream.average_rate)
+    if len(pts) == frame_count:
+        ts = np.sort(np.asarray(pts, dtype=np.float64)) * time_base
+        deltas = np.diff(ts)
+        median = float(np.median(deltas)) if len(deltas) else 0.0
+        vfr = bool(median > 0 and np.mean(np.abs(deltas - median) > 0.1 * median) > 0.05)
+        duration = float(ts[-1] - ts[0] + (median if median > 0 else 0.0))
+        fps = frame_count / duration if duration > 0 else rate
+        if not vfr and rate:
+            fps = rate
+    else:  # frames without timestamps (a raw H.264 stream): the nominal rate
+        if not rate:
+            raise ProbeError("frames have no timestamps and the stream declares no frame rate")
+        vfr, fps, duration = False, rate, frame_count / rate
     if rotation in (90, 270):
         width, height = height, width
     return ProbeResult(duration, fps, vfr, frame_count, width, height, rotation, codec)
+
+
+def _first_frame_rotation(path: str) -> int:
+    """Decode the first frame (it must decode) from a fresh open, which unlike a seek back works on
+    every input (raw streams cannot seek); returns its display rotation."""
+    with decode_source(path) as source, av.open(source, metadata_errors="ignore") as container:
+        stream = container.streams.video[0]
+        stream.thread_count = 1  # one frame to decode: starting a pool of decoder threads costs more than it saves
+        try:
+            first = next(container.decode(stream), None)
+        except av.FFmpegError as exc:
+            raise ProbeError(f"undecodable video stream ({exc.strerror or exc})") from None
+    if first is None:
+        raise ProbeError("no decodable video frames")
+    return int(getattr(first, "rotation", 0) or 0) % 360
 
 
 def check_minimums(result: ProbeResult, config: ProbeConfig) -> None:

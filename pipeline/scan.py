@@ -138,6 +138,10 @@ class ScanResult:
     seconds: float  # wall time of the scan
     rotation: int = 0  # display rotation applied (degrees counter-clockwise)
     decode_error: str | None = None  # set when decoding stopped early (truncated file): results cover what decoded
+    time_origin_s: float | None = None
+    """Stream time of the first frame (``frame_times`` count from it): what extraction adds to seek
+    and match frames by time. None when the frames lack usable timestamps (no pts, or times not
+    strictly increasing): extraction then counts frames from the start instead."""
     meta: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -232,6 +236,7 @@ def scan_video(path: str, config: ScanConfig | None = None) -> ScanResult:
             keyframes: list[Keyframe] = []
             next_key_t = 0.0
             first_pts_t = None
+            timed_frames = 0  # frames with a pts
             rotation = 0
             geom = None  # (analysis w, h, flow w, h, blend w, h, display w, h, keyframe w, h)
             decode_error = None
@@ -260,6 +265,7 @@ def scan_video(path: str, config: ScanConfig | None = None) -> ScanResult:
                         if first_pts_t is None:
                             first_pts_t = float(frame.time)
                         t = float(frame.time) - first_pts_t
+                        timed_frames += 1
                     else:
                         t = index / fps
 
@@ -295,6 +301,8 @@ def scan_video(path: str, config: ScanConfig | None = None) -> ScanResult:
             container.close()
 
     n = index + 1
+    frame_times = np.asarray(times, np.float64)
+    times_usable = timed_frames == n and bool(np.all(np.diff(frame_times) > 0))
     luma_arr = np.asarray(signals.luma, np.float32)
     blends = signals.blend.finish() if signals.blend is not None else []
     transitions, shots = resolve_transitions(
@@ -312,7 +320,7 @@ def scan_video(path: str, config: ScanConfig | None = None) -> ScanResult:
     return ScanResult(
         fps=fps,
         num_frames=n,
-        frame_times=np.asarray(times, np.float64),
+        frame_times=frame_times,
         width=geom[6],
         height=geom[7],
         analysis_size=(geom[0], geom[1]),
@@ -327,6 +335,7 @@ def scan_video(path: str, config: ScanConfig | None = None) -> ScanResult:
         seconds=time.perf_counter() - t_start,
         rotation=rotation,
         decode_error=decode_error,
+        time_origin_s=first_pts_t if times_usable else None,
         meta={
             "blend_candidates": signals.blend.num_candidates if signals.blend is not None else 0,
             "raw_cuts": sorted(signals.cuts),

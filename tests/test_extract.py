@@ -1,0 +1,110 @@
+"""Extraction is frame-accurate whatever the source's container and codec: every kept clip holds
+exactly the frames [start_frame, end_frame) of the scan's numbering (presentation order), also
+where timestamps are odd (Matroska's 1/1000 time base, AVI's pts-less B-frames, MPEG program
+streams whose seeks land late, a raw H.264 stream with no timestamps at all)."""
+
+from __future__ import annotations
+
+import io
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+
+from pipeline.curate import CurateConfig, cpu_stages
+from pipeline.records import VideoRecord
+
+VARIANTS = {
+    # file name: (format, codec, encoder options)
+    "h264.mkv": ("matroska", "libx264", {"preset": "ultrafast", "bf": "2"}),
+    "vp9.webm": ("webm", "libvpx-vp9", {"deadline": "realtime", "cpu-used": "8"}),
+    "mpeg4_bframes.avi": ("avi", "mpeg4", {"bf": "2", "b": "4000000"}),
+    "mpeg2_bframes.mpg": ("mpeg", "mpeg2video", {"bf": "2", "b": "4000000"}),
+    "raw.h264": ("h264", "libx264", {"preset": "ultrafast", "bf": "2"}),
+    "vfr.mp4": ("mp4", "libx264", {"preset": "ultrafast"}),
+}
+FRAME_MS = {"vfr.mp4": [30, 50, 40]}  # variable frame rate: frame i lasts FRAME_MS[i % 3] ms
+
+
+def gray_frames(source) -> list[np.ndarray]:
+    """Every frame of a file or bytes, in presentation order, as float grey images."""
+    with av.open(io.BytesIO(source) if isinstance(source, bytes) else str(source)) as container:
+        return [f.to_ndarray(format="gray").astype(np.float32) for f in container.decode(video=0)]
+
+
+def reencode(source: str, path, fmt: str, codec: str, options: dict, frame_ms: list[int] | None = None) -> None:
+    """Re-encode ``source``; with ``frame_ms``, frame i lasts ``frame_ms[i % len]`` ms (variable rate)."""
+    with av.open(source) as src:
+        stream = src.streams.video[0]
+        rate = stream.average_rate
+        frames = [f.to_ndarray(format="rgb24") for f in src.decode(stream)]
+    with av.open(str(path), "w", format=fmt) as out:
+        encoder = out.add_stream(codec, rate=Fraction(rate))
+        encoder.height, encoder.width = frames[0].shape[:2]
+        encoder.pix_fmt = "yuv420p"
+        encoder.options = options
+        if frame_ms:
+            encoder.codec_context.time_base = Fraction(1, 1000)
+        pts = 0
+        for i, rgb in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            if frame_ms:
+                frame.pts, frame.time_base = pts, Fraction(1, 1000)
+                pts += frame_ms[i % len(frame_ms)]
+            out.mux(encoder.encode(frame))
+        out.mux(encoder.encode())
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_clips_hold_exactly_their_frames_in_any_container(sample_corpus, tmp_path, name):
+    path = tmp_path / name
+    reencode(sample_corpus[0].path, path, *VARIANTS[name], frame_ms=FRAME_MS.get(name))
+    config = CurateConfig()
+    config.filter.min_width, config.filter.min_height = 128, 72
+    config.extract.seek_gap_s = 0.0  # seek to every clip: the path long videos take
+    record = VideoRecord(path=str(path))
+    for stage_cls, stage_config in cpu_stages(config):
+        [record] = stage_cls(stage_config).process([record])
+    assert record.video["status"] == "ok", record.video.get("error")
+    kept = [c for c in record.clips if c.kept]
+    assert kept, "no clip kept: nothing to check"
+    source = gray_frames(path)  # the decoder's own order: what the scan numbered
+    for clip in kept:
+        a, b = clip.row["start_frame"], clip.row["end_frame"]
+        frames = gray_frames(clip.mp4)
+        assert len(frames) == b - a == clip.row["num_frames"]
+        for k in (0, len(frames) // 2, len(frames) - 1):
+            errors = {d: np.abs(frames[k] - source[a + k + d]).mean() for d in (-1, 0, 1) if 0 <= a + k + d < len(source)}
+            assert min(errors, key=errors.get) == 0, (name, a, b, k, errors)
+
+
+def test_variable_frame_rate_source_resampled_to_a_fixed_rate(sample_corpus, tmp_path):
+    """A VFR source is probed as VFR; resampled to 8 fps, each output frame is the source frame
+    nearest its time, and the clip lasts as long as its span in the source."""
+    path = tmp_path / "vfr.mp4"
+    reencode(sample_corpus[0].path, path, *VARIANTS["vfr.mp4"], frame_ms=FRAME_MS["vfr.mp4"])
+    with av.open(str(path)) as container:
+        times = np.array([float(f.time) for f in container.decode(video=0)])
+    times -= times[0]  # the scan's times count from the first frame
+    assert set(np.round(np.diff(times) * 1000).astype(int)) == {30, 40, 50}  # really VFR
+    config = CurateConfig()
+    config.filter.min_width, config.filter.min_height = 128, 72
+    config.extract.fps = 8.0
+    record = VideoRecord(path=str(path))
+    for stage_cls, stage_config in cpu_stages(config):
+        [record] = stage_cls(stage_config).process([record])
+    assert record.video["status"] == "ok", record.video.get("error")
+    assert record.video["vfr"]
+    kept = [c for c in record.clips if c.kept]
+    assert kept
+    source = gray_frames(path)
+    for clip in kept:
+        frames = gray_frames(clip.mp4)
+        duration = clip.row["end_s"] - clip.row["start_s"]
+        assert clip.row["fps"] == 8.0 and len(frames) == clip.row["num_frames"]
+        assert abs(len(frames) - duration * 8) <= 1, (len(frames), duration)
+        for k, frame in enumerate(frames):
+            nearest = int(np.argmin(np.abs(times - (clip.row["start_s"] + k / 8))))
+            errors = np.array([np.abs(frame - s).mean() for s in source])
+            assert errors[nearest] <= errors.min() + 1e-3, (k, nearest, int(errors.argmin()))
