@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from fractions import Fraction
 
 import av
 import numpy as np
@@ -38,7 +39,7 @@ class ProbeResult:
     fps: float
     vfr: bool
     frame_count: int
-    width: int  # display size (after rotation)
+    width: int  # display size: square pixels, after rotation
     height: int
     rotation: int
     codec: str
@@ -64,6 +65,7 @@ def probe_video(path: str) -> ProbeResult:
             stream = container.streams.video[0]
             codec = stream.codec_context.name
             width, height = stream.codec_context.width, stream.codec_context.height
+            sample_aspect = stream.sample_aspect_ratio
             time_base = float(stream.time_base) if stream.time_base else 0.0
             pts: list[int] = []
             packets = 0
@@ -102,9 +104,16 @@ def probe_video(path: str) -> ProbeResult:
         if not rate:
             raise ProbeError("frames have no timestamps and the stream declares no frame rate")
         vfr, fps, duration = False, rate, frame_count / rate
-    if rotation in (90, 270):
-        width, height = height, width
+    width, height = display_size(width, height, sample_aspect, rotation)
     return ProbeResult(duration, fps, vfr, frame_count, width, height, rotation, codec)
+
+
+def display_size(width: int, height: int, sample_aspect: Fraction | None, rotation: int) -> tuple[int, int]:
+    """The size a player shows a ``width x height`` frame at: non-square pixels (anamorphic SD,
+    HDV) widened to square ones (width rounded to even), then the display rotation applied."""
+    if sample_aspect and sample_aspect > 0 and sample_aspect != 1:
+        width = max(2, int(round(width * sample_aspect / 2)) * 2)
+    return (height, width) if rotation in (90, 270) else (width, height)
 
 
 def _first_frame_rotation(path: str) -> int:

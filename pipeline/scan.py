@@ -31,6 +31,7 @@ from av.video.reformatter import VideoReformatter
 import numpy as np
 
 from pipeline.io import decode_source
+from pipeline.probe import display_size
 from pipeline.records import Keyframe
 from pipeline.signals import BATCH_FRAMES, FrameSignals
 from pipeline.transitions import Transition, resolve_transitions
@@ -124,7 +125,7 @@ class ScanResult:
     fps: float
     num_frames: int
     frame_times: np.ndarray  # (n,) seconds from the first frame's pts
-    width: int  # decoded display size (after rotation)
+    width: int  # display size (square pixels, after rotation)
     height: int
     analysis_size: tuple[int, int]  # (width, height) of the analysis frames
     luma: np.ndarray  # (n,) mean luma 0..255
@@ -247,8 +248,7 @@ def scan_video(path: str, config: ScanConfig | None = None) -> ScanResult:
                     if geom is None:
                         rotation = int(getattr(frame, "rotation", 0) or 0)
                         rotation = int(round(rotation / 90.0)) * 90 % 360
-                        fw, fh = frame.width, frame.height
-                        dw, dh = (fh, fw) if rotation in (90, 270) else (fw, fh)
+                        dw, dh = display_size(frame.width, frame.height, stream.sample_aspect_ratio, rotation)
                         # sizes set the long side, so portrait and landscape video are analysed at one scale
                         aw, ah = _long_side(config.analysis_width, dw, dh, _even)
                         flw, flh = _long_side(config.flow_width, dw, dh, _even)

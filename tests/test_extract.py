@@ -1,7 +1,8 @@
 """Extraction is frame-accurate whatever the source's container and codec: every kept clip holds
 exactly the frames [start_frame, end_frame) of the scan's numbering (presentation order), also
 where timestamps are odd (Matroska's 1/1000 time base, AVI's pts-less B-frames, MPEG program
-streams whose seeks land late, a raw H.264 stream with no timestamps at all)."""
+streams whose seeks land late, a raw H.264 stream with no timestamps at all, variable frame
+rate); non-square pixels come out square."""
 
 from __future__ import annotations
 
@@ -108,3 +109,43 @@ def test_variable_frame_rate_source_resampled_to_a_fixed_rate(sample_corpus, tmp
             nearest = int(np.argmin(np.abs(times - (clip.row["start_s"] + k / 8))))
             errors = np.array([np.abs(frame - s).mean() for s in source])
             assert errors[nearest] <= errors.min() + 1e-3, (k, nearest, int(errors.argmin()))
+
+
+def test_anamorphic_source_is_extracted_with_square_pixels(sample_corpus, tmp_path):
+    """Non-square pixels (stored 240x180, shown 320x180: sample aspect 4:3, as DVDs and HDV store
+    wide pictures) are probed, analysed and extracted at the shown size: the clips equal the
+    square-pixel original, frame for frame."""
+    original = sample_corpus[0].path
+    with av.open(original) as src:
+        stream = src.streams.video[0]
+        rate = stream.average_rate
+        frames = [f.to_ndarray(format="rgb24") for f in src.decode(stream)]
+    path = tmp_path / "anamorphic.mp4"
+    with av.open(str(path), "w") as out:
+        encoder = out.add_stream("libx264", rate=Fraction(rate))
+        encoder.width, encoder.height, encoder.pix_fmt = 240, 180, "yuv420p"
+        encoder.codec_context.sample_aspect_ratio = Fraction(4, 3)
+        encoder.options = {"preset": "ultrafast", "crf": "12"}
+        for rgb in frames:
+            squeezed = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(width=240, height=180, interpolation="AREA")
+            out.mux(encoder.encode(squeezed))
+        out.mux(encoder.encode())
+    config = CurateConfig()
+    config.filter.min_width, config.filter.min_height = 128, 72
+    record = VideoRecord(path=str(path))
+    stages = cpu_stages(config)
+    for stage_cls, stage_config in stages[:-1]:
+        [record] = stage_cls(stage_config).process([record])
+    assert (record.video["width"], record.video["height"]) == (320, 180)
+    assert record.scan.analysis_size == (160, 90) and (record.scan.width, record.scan.height) == (320, 180)
+    [record] = stages[-1][0](stages[-1][1]).process([record])
+    assert record.video["status"] == "ok", record.video.get("error")
+    kept = [c for c in record.clips if c.kept]
+    assert kept
+    reference = gray_frames(original)
+    for clip in kept:
+        assert (clip.row["width"], clip.row["height"]) == (320, 180)
+        a = clip.row["start_frame"]
+        for k, frame in enumerate(gray_frames(clip.mp4)):
+            assert frame.shape == (180, 320)
+            assert np.abs(frame - reference[a + k]).mean() < 8.0
