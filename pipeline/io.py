@@ -4,7 +4,8 @@ Every path or URI resolves to a ``pyarrow.fs`` filesystem (:func:`filesystem`): 
 schemes pyarrow implements (``s3://``, ``gs://``, ``hdfs://``, ``abfs://``), and any other fsspec
 protocol wrapped by pyarrow. Local files are handed to PyAV by path (fastest). A video task copies
 its remote input once to a node-local temporary file (:func:`staged_locally`), which every reader
-then uses; outside one, remote files are read as seekable file objects."""
+then uses; outside one, remote files are read as seekable file objects.
+"""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ import os
 import shutil
 import tempfile
 from contextlib import contextmanager
-from pathlib import Path
 from datetime import timedelta
+from pathlib import Path
 from typing import IO, Iterable, Iterator
 from urllib.parse import parse_qsl
 

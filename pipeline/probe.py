@@ -63,6 +63,7 @@ def probe_video(path: str) -> ProbeResult:
                 kinds = sorted({s.type for s in container.streams}) or ["no streams"]
                 raise ProbeError(f"no video stream (has {', '.join(kinds)})")
             stream = container.streams.video[0]
+            stream.thread_count = 1  # one frame to decode: starting a pool of decoder threads costs more than it saves
             codec = stream.codec_context.name
             width, height = stream.codec_context.width, stream.codec_context.height
             sample_aspect = stream.sample_aspect_ratio
@@ -70,6 +71,7 @@ def probe_video(path: str) -> ProbeResult:
             pts: list[int] = []
             packets = 0
             corrupt = 0
+            first = None  # the first frame must decode (and tells the rotation): decoded on the way
             try:
                 for packet in container.demux(stream):
                     if packet.size == 0:
@@ -79,15 +81,21 @@ def probe_video(path: str) -> ProbeResult:
                         corrupt += 1
                     if packet.pts is not None:
                         pts.append(packet.pts)
+                    if first is None:
+                        first = _decode_first(stream, packet)
             except av.FFmpegError as exc:
                 raise ProbeError(f"truncated or corrupt stream after {packets} packets ({exc.strerror or exc})") from None
+            if first is None:
+                first = _decode_first(stream, None)  # flush: a decoder may hold the only frame back
+            if first is None:
+                raise ProbeError("no decodable video frames")
+            rotation = int(getattr(first, "rotation", 0) or 0) % 360
             if corrupt:
                 raise ProbeError(f"truncated or corrupt stream ({corrupt} corrupt packet{'s' if corrupt > 1 else ''})")
             declared = int(stream.frames or 0)
             if declared and packets < declared:
                 raise ProbeError(f"truncated: header declares {declared} frames, only {packets} present")
             rate = float(stream.average_rate or stream.guessed_rate or 0)
-    rotation = _first_frame_rotation(path)
     frame_count = packets
     if frame_count <= 1:
         raise ProbeError(f"{frame_count} frame{'s' if frame_count != 1 else ''}: not a video")
@@ -116,19 +124,14 @@ def display_size(width: int, height: int, sample_aspect: Fraction | None, rotati
     return (height, width) if rotation in (90, 270) else (width, height)
 
 
-def _first_frame_rotation(path: str) -> int:
-    """Decode the first frame (it must decode) from a fresh open, which unlike a seek back works on
-    every input (raw streams cannot seek); returns its display rotation."""
-    with decode_source(path) as source, av.open(source, metadata_errors="ignore") as container:
-        stream = container.streams.video[0]
-        stream.thread_count = 1  # one frame to decode: starting a pool of decoder threads costs more than it saves
-        try:
-            first = next(container.decode(stream), None)
-        except av.FFmpegError as exc:
-            raise ProbeError(f"undecodable video stream ({exc.strerror or exc})") from None
-    if first is None:
-        raise ProbeError("no decodable video frames")
-    return int(getattr(first, "rotation", 0) or 0) % 360
+def _decode_first(stream, packet) -> av.VideoFrame | None:
+    """The first frame decoding ``packet`` gives (None: flush the decoder), if any; a decoder error
+    is a :class:`ProbeError`."""
+    try:
+        frames = stream.decode(packet)
+    except av.FFmpegError as exc:
+        raise ProbeError(f"undecodable video stream ({exc.strerror or exc})") from None
+    return frames[0] if frames else None
 
 
 def check_minimums(result: ProbeResult, config: ProbeConfig) -> None:
