@@ -34,6 +34,15 @@ def gray_frames(source) -> list[np.ndarray]:
         return [f.to_ndarray(format="gray").astype(np.float32) for f in container.decode(video=0)]
 
 
+def assert_constant_rate(mp4: bytes, fps: float) -> None:
+    """The clip's frames are shown 1/fps apart from time 0, and its stream says so."""
+    with av.open(io.BytesIO(mp4)) as container:
+        stream = container.streams.video[0]
+        times = np.array([float(f.time) for f in container.decode(stream)])
+        assert abs(float(stream.average_rate) - fps) < 1e-3, (stream.average_rate, fps)
+    np.testing.assert_allclose(times, np.arange(len(times)) / fps, atol=1e-3)
+
+
 def reencode(source: str, path, fmt: str, codec: str, options: dict, frame_ms: list[int] | None = None) -> None:
     """Re-encode ``source``; with ``frame_ms``, frame i lasts ``frame_ms[i % len]`` ms (variable rate)."""
     with av.open(source) as src:
@@ -75,6 +84,7 @@ def test_clips_hold_exactly_their_frames_in_any_container(sample_corpus, tmp_pat
         a, b = clip.row["start_frame"], clip.row["end_frame"]
         frames = gray_frames(clip.mp4)
         assert len(frames) == b - a == clip.row["num_frames"]
+        assert_constant_rate(clip.mp4, clip.row["fps"])
         for k in (0, len(frames) // 2, len(frames) - 1):
             errors = {d: np.abs(frames[k] - source[a + k + d]).mean() for d in (-1, 0, 1) if 0 <= a + k + d < len(source)}
             assert min(errors, key=errors.get) == 0, (name, a, b, k, errors)
@@ -104,6 +114,7 @@ def test_variable_frame_rate_source_resampled_to_a_fixed_rate(sample_corpus, tmp
         frames = gray_frames(clip.mp4)
         duration = clip.row["end_s"] - clip.row["start_s"]
         assert clip.row["fps"] == 8.0 and len(frames) == clip.row["num_frames"]
+        assert_constant_rate(clip.mp4, 8.0)
         assert abs(len(frames) - duration * 8) <= 1, (len(frames), duration)
         for k, frame in enumerate(frames):
             nearest = int(np.argmin(np.abs(times - (clip.row["start_s"] + k / 8))))

@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from fractions import Fraction
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -119,7 +120,7 @@ def extract_spans(args: tuple[str, list[tuple[int, int]], bool]) -> float:
                     if idx >= b:
                         break
                     small = reformatter.reformat(frame, width=w, height=h, format="yuv420p", interpolation="AREA")
-                    small.pts = None
+                    small.pts, small.time_base = idx - a, Fraction(1, int(round(fps)))  # as vidforge's encoder
                     yield small
 
             frames = list(small_frames()) if encoder_alone else small_frames()
