@@ -152,6 +152,9 @@ def _decode_spans(
                 raise ValueError(f"frames {a}-{b}: expected {b - a} frames, decoded {expected - a}")
 
 
+LIMITED_RANGE = 1  # AVCOL_RANGE_MPEG: luma 16-235, what every decoder assumes of an untagged H.264 stream
+
+
 class ClipEncoder:
     """Streams frames into an in-memory H.264 mp4, resampling to ``fps_out`` on the fly when set.
 
@@ -166,6 +169,7 @@ class ClipEncoder:
         self.time_base = 1 / rate
         self.stream.width, self.stream.height = size
         self.stream.pix_fmt = "yuv420p"
+        self.stream.codec_context.color_range = LIMITED_RANGE
         self.stream.codec_context.thread_count = config.threads
         self.stream.options = {"crf": str(config.crf), "preset": config.preset}
         self.size = size
@@ -180,7 +184,10 @@ class ClipEncoder:
 
     def _write(self, frame: av.VideoFrame) -> None:
         # area averaging: the right filter for a downscale (sizes never grow), and swscale's fastest here
-        out = self.reformatter.reformat(frame, width=self.size[0], height=self.size[1], format="yuv420p", interpolation="AREA")
+        # limited range, as tagged: full-range sources (some phones, MJPEG) are converted, not passed through untagged
+        out = self.reformatter.reformat(
+            frame, width=self.size[0], height=self.size[1], format="yuv420p", interpolation="AREA", dst_color_range=LIMITED_RANGE
+        )
         # constant-rate timestamps in the encoder's time base; the source's (pts and duration in its
         # own time base, 1/1000 in Matroska) are meaningless here and made the mp4 muxer fail
         out.pts = self.count

@@ -2,7 +2,7 @@
 exactly the frames [start_frame, end_frame) of the scan's numbering (presentation order), also
 where timestamps are odd (Matroska's 1/1000 time base, AVI's pts-less B-frames, MPEG program
 streams whose seeks land late, a raw H.264 stream with no timestamps at all, variable frame
-rate); non-square pixels come out square."""
+rate); non-square pixels come out square, full-range pictures limited-range."""
 
 from __future__ import annotations
 
@@ -160,3 +160,41 @@ def test_anamorphic_source_is_extracted_with_square_pixels(sample_corpus, tmp_pa
         for k, frame in enumerate(gray_frames(clip.mp4)):
             assert frame.shape == (180, 320)
             assert np.abs(frame - reference[a + k]).mean() < 8.0
+
+
+def test_full_range_source_comes_out_limited_range(sample_corpus, tmp_path):
+    """A full-range source (luma 0-255, as some phones and MJPEG record) is converted to the limited
+    range every decoder assumes of the clips: they look like the clips of the limited-range original
+    (without the conversion their contrast was stretched by 255/219)."""
+    original = sample_corpus[1].path
+    with av.open(original) as src:
+        frames = [f.to_ndarray(format="rgb24") for f in src.decode(video=0)]
+    path = tmp_path / "full_range.mp4"
+    with av.open(str(path), "w") as out:
+        encoder = out.add_stream("libx264", rate=24)
+        encoder.width, encoder.height, encoder.pix_fmt = 320, 180, "yuvj420p"
+        encoder.codec_context.color_range = 2  # full (JPEG) range
+        encoder.options = {"preset": "ultrafast", "crf": "12"}
+        for rgb in frames:
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuvj420p", dst_color_range=2)
+            out.mux(encoder.encode(frame))
+        out.mux(encoder.encode())
+
+    def kept_clips_rgb(source) -> dict[tuple[int, int], np.ndarray]:
+        config = CurateConfig()
+        config.filter.min_width, config.filter.min_height = 128, 72
+        record = VideoRecord(path=str(source))
+        for stage_cls, stage_config in cpu_stages(config):
+            [record] = stage_cls(stage_config).process([record])
+        clips = {}
+        for clip in (c for c in record.clips if c.kept):
+            with av.open(io.BytesIO(clip.mp4)) as container:
+                rgb = [f.to_ndarray(format="rgb24").astype(np.float32) for f in container.decode(video=0)]
+            clips[(clip.row["start_frame"], clip.row["end_frame"])] = np.stack(rgb)
+        return clips
+
+    reference, full = kept_clips_rgb(original), kept_clips_rgb(path)
+    assert reference and full.keys() == reference.keys()
+    for span, clip in full.items():
+        assert np.abs(clip - reference[span]).mean() < 6.0, span
+        assert 0.95 < clip.std() / reference[span].std() < 1.05, span
