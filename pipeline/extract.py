@@ -183,8 +183,8 @@ class ClipEncoder:
         self.reformatter = VideoReformatter()
 
     def _write(self, frame: av.VideoFrame) -> None:
-        # area averaging: the right filter for a downscale (sizes never grow), and swscale's fastest here
-        # limited range, as tagged: full-range sources (some phones, MJPEG) are converted, not passed through untagged
+        # area averaging: the right filter for a downscale (sizes never grow), and swscale's fastest here;
+        # limited range, which every reader assumes of these clips: full-range sources (some phones, MJPEG) are converted
         out = self.reformatter.reformat(
             frame, width=self.size[0], height=self.size[1], format="yuv420p", interpolation="AREA", dst_color_range=LIMITED_RANGE
         )
