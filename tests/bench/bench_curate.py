@@ -26,12 +26,10 @@ ratios are higher; pass ``--size`` to see them).
 from __future__ import annotations
 
 import argparse
-import io
 import subprocess
 import sys
 import tempfile
 import time
-from fractions import Fraction
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -92,12 +90,12 @@ def multi_pass(args: tuple[str, list[tuple[int, int]]]) -> int:
 
 
 def extract_spans(args: tuple[str, list[tuple[int, int]], bool]) -> float:
-    """Seek to each span, decode it, downscale to the default output size and encode it with the
-    default encoder settings. Returns the seconds spent in the encoder; with ``encoder_alone`` the
-    span's frames are decoded and downscaled first, so only the encode runs while timed."""
+    """Seek to each span, decode it, and downscale and encode it with vidforge's own clip encoder
+    (default output size and settings). Returns the seconds spent encoding; with ``encoder_alone``
+    the span's frames are decoded and downscaled first, so only the encode runs while timed."""
     from av.video.reformatter import VideoReformatter
 
-    from pipeline.extract import ExtractConfig, output_size
+    from pipeline.extract import LIMITED_RANGE, ClipEncoder, ExtractConfig, output_size
 
     path, spans, encoder_alone = args
     cfg = ExtractConfig()
@@ -107,33 +105,31 @@ def extract_spans(args: tuple[str, list[tuple[int, int]], bool]) -> float:
         stream.thread_type = "AUTO"
         stream.thread_count = 1
         fps = float(stream.average_rate)
-        w, h = output_size(stream.codec_context.width, stream.codec_context.height, cfg.max_short_side)
+        size = output_size(stream.codec_context.width, stream.codec_context.height, cfg.max_short_side)
         reformatter = VideoReformatter()
         for a, b in spans:
             container.seek(int(a / fps / stream.time_base), stream=stream, backward=True)
 
-            def small_frames():
+            def span_frames():
                 for frame in container.decode(stream):
                     idx = int(round(frame.time * fps))
                     if idx < a:
                         continue
                     if idx >= b:
                         break
-                    small = reformatter.reformat(frame, width=w, height=h, format="yuv420p", interpolation="AREA")
-                    small.pts, small.time_base = idx - a, Fraction(1, int(round(fps)))  # as vidforge's encoder
-                    yield small
+                    yield frame
 
-            frames = list(small_frames()) if encoder_alone else small_frames()
+            frames = span_frames()
+            if encoder_alone:  # downscaled beforehand, as the encoder takes them: the encoder's own resize is then a no-op
+                frames = [
+                    reformatter.reformat(f, *size, format="yuv420p", interpolation="AREA", dst_color_range=LIMITED_RANGE)
+                    for f in frames
+                ]
             start = time.perf_counter()
-            buf = io.BytesIO()
-            with av.open(buf, "w", format="mp4") as out:
-                s = out.add_stream("libx264", rate=int(round(fps)))
-                s.width, s.height, s.pix_fmt = w, h, "yuv420p"
-                s.codec_context.thread_count = cfg.threads
-                s.options = {"crf": str(cfg.crf), "preset": cfg.preset}
-                for small in frames:
-                    out.mux(s.encode(small))
-                out.mux(s.encode())
+            encoder = ClipEncoder(fps, size, cfg, resample=False, span=(0.0, 0.0))
+            for frame in frames:
+                encoder.add(frame, 0.0)
+            encoder.finish()
             encode_s += time.perf_counter() - start
     return encode_s
 
