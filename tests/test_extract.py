@@ -43,22 +43,42 @@ def assert_constant_rate(mp4: bytes, fps: float) -> None:
     np.testing.assert_allclose(times, np.arange(len(times)) / fps, atol=1e-3)
 
 
-def reencode(source: str, path, fmt: str, codec: str, options: dict, frame_ms: list[int] | None = None) -> None:
-    """Re-encode ``source``; with ``frame_ms``, frame i lasts ``frame_ms[i % len]`` ms (variable rate)."""
+def reencode(
+    source: str,
+    path,
+    fmt: str,
+    codec: str,
+    options: dict,
+    frame_ms: list[int] | None = None,
+    *,
+    size: tuple[int, int] | None = None,
+    sample_aspect: Fraction | None = None,
+    pix_fmt: str = "yuv420p",
+    color_range: int | None = None,
+) -> None:
+    """Re-encode ``source``; with ``frame_ms``, frame i lasts ``frame_ms[i % len]`` ms (variable rate);
+    ``size`` stores the pictures at another size (with ``sample_aspect`` to show them at the old one);
+    ``color_range`` 2 writes full-range (JPEG) values."""
     with av.open(source) as src:
         stream = src.streams.video[0]
         rate = stream.average_rate
         frames = [f.to_ndarray(format="rgb24") for f in src.decode(stream)]
+    width, height = size or (frames[0].shape[1], frames[0].shape[0])
     with av.open(str(path), "w", format=fmt) as out:
         encoder = out.add_stream(codec, rate=Fraction(rate))
-        encoder.height, encoder.width = frames[0].shape[:2]
-        encoder.pix_fmt = "yuv420p"
+        encoder.width, encoder.height, encoder.pix_fmt = width, height, pix_fmt
         encoder.options = options
+        if sample_aspect:
+            encoder.codec_context.sample_aspect_ratio = sample_aspect
+        if color_range:
+            encoder.codec_context.color_range = color_range
         if frame_ms:
             encoder.codec_context.time_base = Fraction(1, 1000)
         pts = 0
         for i, rgb in enumerate(frames):
             frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            if size or color_range:
+                frame = frame.reformat(width, height, format=pix_fmt, interpolation="AREA", dst_color_range=color_range)
             if frame_ms:
                 frame.pts, frame.time_base = pts, Fraction(1, 1000)
                 pts += frame_ms[i % len(frame_ms)]
@@ -66,16 +86,32 @@ def reencode(source: str, path, fmt: str, codec: str, options: dict, frame_ms: l
         out.mux(encoder.encode())
 
 
+def run_on(record: VideoRecord, stages) -> VideoRecord:
+    for stage_cls, stage_config in stages:
+        [record] = stage_cls(stage_config).process([record])
+    return record
+
+
+def sample_stages(**extract):
+    """The CPU stages with the default config, the too-small minimums lowered to the 320x180 sample
+    videos and ``extract`` settings overridden."""
+    config = CurateConfig()
+    config.filter.min_width, config.filter.min_height = 128, 72
+    for key, value in extract.items():
+        setattr(config.extract, key, value)
+    return cpu_stages(config)
+
+
+def curate(path, **extract) -> VideoRecord:
+    """One video through every CPU stage, as a Ray task runs them."""
+    return run_on(VideoRecord(path=str(path)), sample_stages(**extract))
+
+
 @pytest.mark.parametrize("name", sorted(VARIANTS))
 def test_clips_hold_exactly_their_frames_in_any_container(sample_corpus, tmp_path, name):
     path = tmp_path / name
     reencode(sample_corpus[1].path, path, *VARIANTS[name], frame_ms=FRAME_MS.get(name))
-    config = CurateConfig()
-    config.filter.min_width, config.filter.min_height = 128, 72
-    config.extract.seek_gap_s = 0.0  # seek to every clip: the path long videos take
-    record = VideoRecord(path=str(path))
-    for stage_cls, stage_config in cpu_stages(config):
-        [record] = stage_cls(stage_config).process([record])
+    record = curate(path, seek_gap_s=0.0)  # seek to every clip: the path long videos take
     assert record.video["status"] == "ok", record.video.get("error")
     kept = [c for c in record.clips if c.kept]
     assert kept, "no clip kept: nothing to check"
@@ -99,12 +135,7 @@ def test_variable_frame_rate_source_resampled_to_a_fixed_rate(sample_corpus, tmp
         times = np.array([float(f.time) for f in container.decode(video=0)])
     times -= times[0]  # the scan's times count from the first frame
     assert set(np.round(np.diff(times) * 1000).astype(int)) == {30, 40, 50}  # really VFR
-    config = CurateConfig()
-    config.filter.min_width, config.filter.min_height = 128, 72
-    config.extract.fps = 8.0
-    record = VideoRecord(path=str(path))
-    for stage_cls, stage_config in cpu_stages(config):
-        [record] = stage_cls(stage_config).process([record])
+    record = curate(path, fps=8.0)
     assert record.video["status"] == "ok", record.video.get("error")
     assert record.video["vfr"]
     kept = [c for c in record.clips if c.kept]
@@ -127,29 +158,14 @@ def test_anamorphic_source_is_extracted_with_square_pixels(sample_corpus, tmp_pa
     wide pictures) are probed, analysed and extracted at the shown size: the clips equal the
     square-pixel original, frame for frame."""
     original = sample_corpus[0].path
-    with av.open(original) as src:
-        stream = src.streams.video[0]
-        rate = stream.average_rate
-        frames = [f.to_ndarray(format="rgb24") for f in src.decode(stream)]
     path = tmp_path / "anamorphic.mp4"
-    with av.open(str(path), "w") as out:
-        encoder = out.add_stream("libx264", rate=Fraction(rate))
-        encoder.width, encoder.height, encoder.pix_fmt = 240, 180, "yuv420p"
-        encoder.codec_context.sample_aspect_ratio = Fraction(4, 3)
-        encoder.options = {"preset": "ultrafast", "crf": "12"}
-        for rgb in frames:
-            squeezed = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(width=240, height=180, interpolation="AREA")
-            out.mux(encoder.encode(squeezed))
-        out.mux(encoder.encode())
-    config = CurateConfig()
-    config.filter.min_width, config.filter.min_height = 128, 72
-    record = VideoRecord(path=str(path))
-    stages = cpu_stages(config)
-    for stage_cls, stage_config in stages[:-1]:
-        [record] = stage_cls(stage_config).process([record])
+    options = {"preset": "ultrafast", "crf": "12"}
+    reencode(original, path, "mp4", "libx264", options, size=(240, 180), sample_aspect=Fraction(4, 3))
+    stages = sample_stages()
+    record = run_on(VideoRecord(path=str(path)), stages[:-1])
     assert (record.video["width"], record.video["height"]) == (320, 180)
     assert record.scan.analysis_size == (160, 90) and (record.scan.width, record.scan.height) == (320, 180)
-    [record] = stages[-1][0](stages[-1][1]).process([record])
+    record = run_on(record, stages[-1:])
     assert record.video["status"] == "ok", record.video.get("error")
     kept = [c for c in record.clips if c.kept]
     assert kept
@@ -167,27 +183,13 @@ def test_full_range_source_comes_out_limited_range(sample_corpus, tmp_path):
     range every decoder assumes of the clips: they look like the clips of the limited-range original
     (without the conversion their contrast was stretched by 255/219)."""
     original = sample_corpus[1].path
-    with av.open(original) as src:
-        frames = [f.to_ndarray(format="rgb24") for f in src.decode(video=0)]
     path = tmp_path / "full_range.mp4"
-    with av.open(str(path), "w") as out:
-        encoder = out.add_stream("libx264", rate=24)
-        encoder.width, encoder.height, encoder.pix_fmt = 320, 180, "yuvj420p"
-        encoder.codec_context.color_range = 2  # full (JPEG) range
-        encoder.options = {"preset": "ultrafast", "crf": "12"}
-        for rgb in frames:
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuvj420p", dst_color_range=2)
-            out.mux(encoder.encode(frame))
-        out.mux(encoder.encode())
+    options = {"preset": "ultrafast", "crf": "12"}
+    reencode(original, path, "mp4", "libx264", options, pix_fmt="yuvj420p", color_range=2)  # 2: full (JPEG) range
 
     def kept_clips_rgb(source) -> dict[tuple[int, int], np.ndarray]:
-        config = CurateConfig()
-        config.filter.min_width, config.filter.min_height = 128, 72
-        record = VideoRecord(path=str(source))
-        for stage_cls, stage_config in cpu_stages(config):
-            [record] = stage_cls(stage_config).process([record])
         clips = {}
-        for clip in (c for c in record.clips if c.kept):
+        for clip in (c for c in curate(source).clips if c.kept):
             with av.open(io.BytesIO(clip.mp4)) as container:
                 rgb = [f.to_ndarray(format="rgb24").astype(np.float32) for f in container.decode(video=0)]
             clips[(clip.row["start_frame"], clip.row["end_frame"])] = np.stack(rgb)
