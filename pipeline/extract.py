@@ -4,7 +4,7 @@ The second and last decode of a video: seeks to each kept span and decodes only 
 keeping exactly the frames [start_frame, end_frame) the manifest names (frame numbers are the
 scan's presentation-order numbering, matched here by presentation time; counted from the start
 where the source has no usable timestamps). Optionally downscales (never upscales) and resamples to
-a target frame rate.
+a target frame rate. The clips are limited-range yuv420p and carry the source's colour description.
 """
 
 from __future__ import annotations
@@ -155,6 +155,21 @@ def _decode_spans(
 LIMITED_RANGE = 1  # AVCOL_RANGE_MPEG: luma 16-235, what every decoder assumes of an untagged H.264 stream
 
 
+COLOUR_TAGS = ("colorspace", "color_primaries", "color_trc")
+"""A picture's colour description: the YUV matrix, the primaries and the transfer function."""
+
+
+def _describe_colour(target, source) -> None:
+    """Copy ``source``'s colour description (a frame) to ``target`` (a frame or the encoder's context).
+
+    On the encoder this is the stream's colour description (H.264 VUI): a reader that finds none
+    takes BT.601, so the colours of a BT.709 (HD) source shift (red 230 read back as 212) unless the
+    clip says BT.709, as the source did. Untagged sources stay untagged: read as they were read.
+    """
+    for tag in COLOUR_TAGS:
+        setattr(target, tag, getattr(source, tag))
+
+
 class ClipEncoder:
     """Streams frames into an in-memory H.264 mp4, resampling to ``fps_out`` on the fly when set.
 
@@ -188,6 +203,8 @@ class ClipEncoder:
         out = self.reformatter.reformat(
             frame, width=self.size[0], height=self.size[1], format="yuv420p", interpolation="AREA", dst_color_range=LIMITED_RANGE
         )
+        if self.count == 0:
+            _describe_colour(self.stream.codec_context, out)
         # constant-rate timestamps in the encoder's time base; the source's (pts and duration in its
         # own time base, 1/1000 in Matroska) are meaningless here and made the mp4 muxer fail
         out.pts = self.count
@@ -238,7 +255,9 @@ def extract_clips(record: VideoRecord, config: ExtractConfig) -> None:
             current = ClipEncoder(fps, size, config, resample=bool(config.fps), span=(t, float(clip.row["end_s"])))
             current_index = index
         if rotation:
-            frame = av.VideoFrame.from_ndarray(rotate_upright(frame.to_ndarray(format="rgb24"), rotation), format="rgb24")
+            upright = av.VideoFrame.from_ndarray(rotate_upright(frame.to_ndarray(format="rgb24"), rotation), format="rgb24")
+            _describe_colour(upright, frame)  # back to YUV with the source's matrix, tagged as the source
+            frame = upright
         current.add(frame, t)
     if current is not None:
         _finish(kept[current_index], current)

@@ -2,7 +2,8 @@
 exactly the frames [start_frame, end_frame) of the scan's numbering (presentation order), also
 where timestamps are odd (Matroska's 1/1000 time base, AVI's pts-less B-frames, MPEG program
 streams whose seeks land late, a raw H.264 stream with no timestamps at all, variable frame
-rate); non-square pixels come out square, full-range pictures limited-range."""
+rate); non-square pixels come out square, full-range pictures limited-range, BT.709 pictures
+tagged BT.709."""
 
 from __future__ import annotations
 
@@ -14,7 +15,10 @@ import numpy as np
 import pytest
 
 from pipeline.curate import CurateConfig, cpu_stages
+from pipeline.extract import COLOUR_TAGS
 from pipeline.records import VideoRecord
+from pipeline.samples import set_display_rotation
+from pipeline.scan import rotate_upright
 
 VARIANTS = {
     # file name: (format, codec, encoder options)
@@ -26,6 +30,7 @@ VARIANTS = {
     "vfr.mp4": ("mp4", "libx264", {"preset": "ultrafast"}),
 }
 FRAME_MS = {"vfr.mp4": [30, 50, 40]}  # variable frame rate: frame i lasts FRAME_MS[i % 3] ms
+BT709 = 1  # the value of AVCOL_SPC_BT709, AVCOL_PRI_BT709 and AVCOL_TRC_BT709
 
 
 def gray_frames(source) -> list[np.ndarray]:
@@ -55,10 +60,12 @@ def reencode(
     sample_aspect: Fraction | None = None,
     pix_fmt: str = "yuv420p",
     color_range: int | None = None,
+    bt709: bool = False,
 ) -> None:
     """Re-encode ``source``; with ``frame_ms``, frame i lasts ``frame_ms[i % len]`` ms (variable rate);
     ``size`` stores the pictures at another size (with ``sample_aspect`` to show them at the old one);
-    ``color_range`` 2 writes full-range (JPEG) values."""
+    ``color_range`` 2 writes full-range (JPEG) values; ``bt709`` converts with the BT.709 matrix and
+    says so in the stream (matrix, primaries and transfer), as HD cameras do."""
     with av.open(source) as src:
         stream = src.streams.video[0]
         rate = stream.average_rate
@@ -72,18 +79,34 @@ def reencode(
             encoder.codec_context.sample_aspect_ratio = sample_aspect
         if color_range:
             encoder.codec_context.color_range = color_range
+        if bt709:
+            for tag in COLOUR_TAGS:
+                setattr(encoder.codec_context, tag, BT709)
         if frame_ms:
             encoder.codec_context.time_base = Fraction(1, 1000)
         pts = 0
         for i, rgb in enumerate(frames):
             frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-            if size or color_range:
+            if bt709:
+                for tag in COLOUR_TAGS:
+                    setattr(frame, tag, BT709)
+            if size or color_range or bt709:
                 frame = frame.reformat(width, height, format=pix_fmt, interpolation="AREA", dst_color_range=color_range)
             if frame_ms:
                 frame.pts, frame.time_base = pts, Fraction(1, 1000)
                 pts += frame_ms[i % len(frame_ms)]
             out.mux(encoder.encode(frame))
         out.mux(encoder.encode())
+
+
+def kept_clips_rgb(source) -> dict[tuple[int, int], np.ndarray]:
+    """The RGB frames of each kept clip of ``source`` as PyAV reads them, by span."""
+    clips = {}
+    for clip in (c for c in curate(source).clips if c.kept):
+        with av.open(io.BytesIO(clip.mp4)) as container:
+            rgb = [f.to_ndarray(format="rgb24").astype(np.float32) for f in container.decode(video=0)]
+        clips[(clip.row["start_frame"], clip.row["end_frame"])] = np.stack(rgb)
+    return clips
 
 
 def run_on(record: VideoRecord, stages) -> VideoRecord:
@@ -186,17 +209,38 @@ def test_full_range_source_comes_out_limited_range(sample_corpus, tmp_path):
     path = tmp_path / "full_range.mp4"
     options = {"preset": "ultrafast", "crf": "12"}
     reencode(original, path, "mp4", "libx264", options, pix_fmt="yuvj420p", color_range=2)  # 2: full (JPEG) range
-
-    def kept_clips_rgb(source) -> dict[tuple[int, int], np.ndarray]:
-        clips = {}
-        for clip in (c for c in curate(source).clips if c.kept):
-            with av.open(io.BytesIO(clip.mp4)) as container:
-                rgb = [f.to_ndarray(format="rgb24").astype(np.float32) for f in container.decode(video=0)]
-            clips[(clip.row["start_frame"], clip.row["end_frame"])] = np.stack(rgb)
-        return clips
-
     reference, full = kept_clips_rgb(original), kept_clips_rgb(path)
     assert reference and full.keys() == reference.keys()
     for span, clip in full.items():
         assert np.abs(clip - reference[span]).mean() < 6.0, span
         assert 0.95 < clip.std() / reference[span].std() < 1.05, span
+
+
+@pytest.mark.parametrize("rotation", [0, -90])
+def test_bt709_source_keeps_its_colours(sample_corpus, tmp_path, rotation):
+    """An HD camera's BT.709 pictures, tagged so in the stream, come out tagged BT.709: readers see
+    the source's colours (untagged, they were read as BT.601, which shifts every colour). Also
+    through the rotation path, which turns the pictures in RGB and converts them back."""
+    import decord
+
+    original = sample_corpus[1].path
+    path = tmp_path / "bt709.mp4"
+    reencode(original, path, "mp4", "libx264", {"preset": "ultrafast", "crf": "12"}, bt709=True)
+    if rotation:
+        set_display_rotation(path, rotation)
+    reference, tagged = kept_clips_rgb(original), kept_clips_rgb(path)
+    common = tagged.keys() & reference.keys()  # the colour change can move a cut by a frame
+    assert len(tagged) == len(reference) and len(common) >= len(reference) - 1, (tagged.keys(), reference.keys())
+    for span in common:
+        clip = tagged[span]
+        expected = np.stack([rotate_upright(frame, rotation) for frame in reference[span]])
+        # mean change per channel: re-encoding darkens all three alike by 1-2 levels; read as BT.601
+        # the clip was off by (-7.8, -15.0, -3.8), mean absolute difference 9.9 (4.2 now)
+        shift = (clip - expected).mean(axis=(0, 1, 2))
+        assert np.ptp(shift) < 2.0 and np.abs(clip - expected).mean() < 6.0, (span, shift)
+    clip = next(c for c in curate(path).clips if c.kept)
+    with av.open(io.BytesIO(clip.mp4)) as container:
+        stream = container.streams.video[0].codec_context
+        assert [getattr(stream, tag) for tag in COLOUR_TAGS] == [BT709] * 3
+    first = decord.VideoReader(io.BytesIO(clip.mp4))[0].asnumpy().astype(np.float32)  # as training reads it
+    assert np.abs(first - tagged[(clip.row["start_frame"], clip.row["end_frame"])][0]).mean() < 1.0
