@@ -36,7 +36,7 @@ class ExtractConfig:
     crf: int = 20
     preset: str = "veryfast"
     threads: int = 1  # encoder threads per clip (parallelism comes from Ray workers)
-    decode_threads: int = 1  # decoder threads per video (0: FFmpeg's choice, one per core)
+    decode_threads: int = 1  # decoder and scaler threads per video (0: FFmpeg's choice, one per core)
     seek_gap_s: float = 2.0  # decode through gaps shorter than this instead of seeking
 
     def __post_init__(self) -> None:
@@ -186,6 +186,7 @@ class ClipEncoder:
         self.stream.pix_fmt = "yuv420p"
         self.stream.codec_context.color_range = LIMITED_RANGE
         self.stream.codec_context.thread_count = config.threads
+        self.scaler_threads = config.decode_threads
         self.stream.options = {"crf": str(config.crf), "preset": config.preset}
         self.size = size
         self.fps = fps
@@ -201,7 +202,8 @@ class ClipEncoder:
         # area averaging: the right filter for a downscale (sizes never grow), and swscale's fastest here;
         # limited range, which every reader assumes of these clips: full-range sources (some phones, MJPEG) are converted
         out = self.reformatter.reformat(
-            frame, width=self.size[0], height=self.size[1], format="yuv420p", interpolation="AREA", dst_color_range=LIMITED_RANGE
+            frame, width=self.size[0], height=self.size[1], format="yuv420p", interpolation="AREA",
+            dst_color_range=LIMITED_RANGE, threads=self.scaler_threads,
         )
         if self.count == 0:
             _describe_colour(self.stream.codec_context, out)

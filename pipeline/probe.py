@@ -89,7 +89,7 @@ def probe_video(path: str) -> ProbeResult:
                 first = _decode_first(stream, None)  # flush: a decoder may hold the only frame back
             if first is None:
                 raise ProbeError("no decodable video frames")
-            rotation = int(getattr(first, "rotation", 0) or 0) % 360
+            rotation = quarter_turns(first)
             if corrupt:
                 raise ProbeError(f"truncated or corrupt stream ({corrupt} corrupt packet{'s' if corrupt > 1 else ''})")
             declared = int(stream.frames or 0)
@@ -114,6 +114,12 @@ def probe_video(path: str) -> ProbeResult:
         vfr, fps, duration = False, rate, frame_count / rate
     width, height = display_size(width, height, sample_aspect, rotation)
     return ProbeResult(duration, fps, vfr, frame_count, width, height, rotation, codec)
+
+
+def quarter_turns(frame: av.VideoFrame) -> int:
+    """The frame's display rotation (degrees counter-clockwise, from its display matrix) as the
+    quarter turn players apply: 0, 90, 180 or 270. Probe, scan and extraction all use this one."""
+    return int(round(float(getattr(frame, "rotation", 0) or 0) / 90.0)) * 90 % 360
 
 
 def display_size(width: int, height: int, sample_aspect: Fraction | None, rotation: int) -> tuple[int, int]:

@@ -31,7 +31,7 @@ from av.video.reformatter import VideoReformatter
 import numpy as np
 
 from pipeline.io import decode_source
-from pipeline.probe import display_size
+from pipeline.probe import display_size, quarter_turns
 from pipeline.records import Keyframe
 from pipeline.signals import BATCH_FRAMES, FrameSignals
 from pipeline.transitions import Transition, resolve_transitions
@@ -53,7 +53,7 @@ class ScanConfig:
     flow_method: Literal["dis", "farneback"] = "dis"
     """``dis``: OpenCV DIS optical flow, preset ultrafast; ``farneback``: OpenCV Farneback."""
     decode_threads: int = 1
-    """Decoder threads per video (0: FFmpeg's choice, one per core). One matches the default
+    """Decoder and scaler (swscale) threads per video (0: FFmpeg's choice, one per core). One matches the default
     ``ray.num_cpus_per_video: 1``: parallelism comes from scanning one video per CPU, and a
     decoder thread per core in every worker would oversubscribe the CPUs (raise both together)."""
 
@@ -192,7 +192,7 @@ CACHE_RESIDENT_PIXELS = 640 * 480
 they sit in the CPU cache); larger ones by swscale in one pass (memory traffic dominates there)."""
 
 
-def _downscale_bgr(frame: av.VideoFrame, width: int, height: int, sws: VideoReformatter) -> np.ndarray:
+def _downscale_bgr(frame: av.VideoFrame, width: int, height: int, sws: VideoReformatter, threads: int) -> np.ndarray:
     """The frame as a small BGR image, box-filtered. Small yuv420p frames with a large reduction
     (the analysis frames of SD video): OpenCV on the planes, then convert the small frame, several
     times cheaper than swscale there. Everything else (HD frames, keyframes: OpenCV's area filter is
@@ -205,7 +205,7 @@ def _downscale_bgr(frame: av.VideoFrame, width: int, height: int, sws: VideoRefo
             planes.append(_area_resize(arr, w, h).reshape(-1))
         i420 = np.concatenate(planes).reshape(height * 3 // 2, width)
         return cv2.cvtColor(i420, cv2.COLOR_YUV2BGR_I420)
-    return sws.reformat(frame, width, height, "bgr24", interpolation="AREA").to_ndarray()
+    return sws.reformat(frame, width, height, "bgr24", interpolation="AREA", threads=threads).to_ndarray()
 
 
 def scan_video(path: str, config: ScanConfig | None = None) -> ScanResult:
@@ -246,8 +246,7 @@ def scan_video(path: str, config: ScanConfig | None = None) -> ScanResult:
                 for frame in container.decode(stream):
                     index += 1
                     if geom is None:
-                        rotation = int(getattr(frame, "rotation", 0) or 0)
-                        rotation = int(round(rotation / 90.0)) * 90 % 360
+                        rotation = quarter_turns(frame)
                         dw, dh = display_size(frame.width, frame.height, stream.sample_aspect_ratio, rotation)
                         # sizes set the long side, so portrait and landscape video are analysed at one scale
                         aw, ah = _long_side(config.analysis_width, dw, dh, _even)
@@ -272,7 +271,7 @@ def scan_video(path: str, config: ScanConfig | None = None) -> ScanResult:
                     # one downscale per frame (box filter), in the frame's coded orientation, then rotate;
                     # the analysis runs a batch at a time (see pipeline.signals)
                     sw, sh = (ah, aw) if rotation in (90, 270) else (aw, ah)
-                    bgr = rotate_upright(_downscale_bgr(frame, sw, sh, analysis_sws), rotation)
+                    bgr = rotate_upright(_downscale_bgr(frame, sw, sh, analysis_sws, config.decode_threads), rotation)
                     if pending == BATCH_FRAMES:
                         signals.add(batch, times[-pending:])
                         pending = 0
@@ -282,7 +281,7 @@ def scan_video(path: str, config: ScanConfig | None = None) -> ScanResult:
 
                     if t + 1e-6 >= next_key_t:
                         sw, sh = (kh, kw) if rotation in (90, 270) else (kw, kh)
-                        key_bgr = rotate_upright(_downscale_bgr(frame, sw, sh, keyframe_sws), rotation)
+                        key_bgr = rotate_upright(_downscale_bgr(frame, sw, sh, keyframe_sws, config.decode_threads), rotation)
                         ok, buf = cv2.imencode(".jpg", key_bgr, [cv2.IMWRITE_JPEG_QUALITY, config.keyframe_jpeg_quality])
                         if ok:
                             keyframes.append(Keyframe(frame_index=index, time_s=t, jpeg=buf.tobytes()))

@@ -227,6 +227,17 @@ def test_curate_remote_inputs_gives_the_clips_of_the_local_files(curated_output,
     assert set(glob.glob(os.path.join(tempfile.gettempdir(), "vidforge-staged-*"))) == staged_before  # copies removed
 
 
+@pytest.mark.parametrize("degrees, turns", [(None, 0), (0, 0), (-90, 270), (90.0, 90), (89.6, 90), (-179.9, 180), (44, 0), (136, 180)])
+def test_rotation_is_read_as_quarter_turns(degrees, turns):
+    """A display matrix off a quarter turn (muxer rounding) counts as the nearest one, alike in probe,
+    scan and extraction (the probe took 89.6 as 89: a landscape size for a portrait scan)."""
+    from types import SimpleNamespace
+
+    from pipeline.probe import quarter_turns
+
+    assert quarter_turns(SimpleNamespace(rotation=degrees)) == turns
+
+
 @pytest.mark.parametrize("rotation", [-90, 180])
 def test_rotated_video_is_curated_upright(sample_corpus, tmp_path, rotation):
     """A phone-style video (stored sideways + display matrix) is probed, scanned and extracted upright:

@@ -80,7 +80,7 @@ def multi_pass(args: tuple[str, list[tuple[int, int]]]) -> int:
         stream.thread_count = 1  # one process per core, as vidforge's workers
         prev, motion = None, []
         for frame in container.decode(stream):
-            gray = frame.to_ndarray(width=160, height=90, format="gray")
+            gray = frame.to_ndarray(width=160, height=90, format="gray", threads=1)
             if prev is not None:
                 flow = cv2.calcOpticalFlowFarneback(prev, gray, None, 0.5, 2, 9, 2, 5, 1.1, 0)
                 motion.append(float(np.linalg.norm(flow, axis=2).mean()))
@@ -122,7 +122,7 @@ def extract_spans(args: tuple[str, list[tuple[int, int]], bool]) -> float:
             frames = span_frames()
             if encoder_alone:  # downscaled beforehand, as the encoder takes them: the encoder's own resize is then a no-op
                 frames = [
-                    reformatter.reformat(f, *size, format="yuv420p", interpolation="AREA", dst_color_range=LIMITED_RANGE)
+                    reformatter.reformat(f, *size, format="yuv420p", interpolation="AREA", dst_color_range=LIMITED_RANGE, threads=1)
                     for f in frames
                 ]
             start = time.perf_counter()
