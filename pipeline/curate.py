@@ -26,7 +26,7 @@ from pipeline.journal import OutputJournal
 from pipeline.plan import PlanConfig, PlanStage
 from pipeline.probe import ProbeConfig, ProbeStage
 from pipeline.records import VideoRecord
-from pipeline.scan import ScanConfig, scan_video
+from pipeline.scan import ScanConfig, opencv_threads, scan_video
 from pipeline.shards import ShardConfig, ShardWriter
 from pipeline.stage import Resources, Stage, from_batch, map_stages, to_batch
 
@@ -63,7 +63,8 @@ class ScanStage(Stage):
 
     def process_record(self, record: VideoRecord) -> VideoRecord:
         start = time.perf_counter()
-        record.scan = scan_video(record.path, self.config)
+        with opencv_threads(self.config.decode_threads):
+            record.scan = scan_video(record.path, self.config)
         record.keyframes = list(record.scan.keyframes)
         record.video["seconds"] = record.video.get("seconds", 0.0) + time.perf_counter() - start
         return record

@@ -19,11 +19,12 @@ buffers. Frame times come from pts (VFR-safe); rotation metadata is applied.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any, Literal
+from typing import Any, Iterator, Literal
 
 import av
 import cv2
@@ -53,7 +54,7 @@ class ScanConfig:
     flow_method: Literal["dis", "farneback"] = "dis"
     """``dis``: OpenCV DIS optical flow, preset ultrafast; ``farneback``: OpenCV Farneback."""
     decode_threads: int = 1
-    """Decoder and scaler (swscale) threads per video (0: FFmpeg's choice, one per core). One matches the default
+    """Decoder, scaler (swscale) and OpenCV threads per video (0: their default, one per core). One matches the default
     ``ray.num_cpus_per_video: 1``: parallelism comes from scanning one video per CPU, and a
     decoder thread per core in every worker would oversubscribe the CPUs (raise both together)."""
 
@@ -206,6 +207,18 @@ def _downscale_bgr(frame: av.VideoFrame, width: int, height: int, sws: VideoRefo
         i420 = np.concatenate(planes).reshape(height * 3 // 2, width)
         return cv2.cvtColor(i420, cv2.COLOR_YUV2BGR_I420)
     return sws.reformat(frame, width, height, "bgr24", interpolation="AREA", threads=threads).to_ndarray()
+
+
+@contextlib.contextmanager
+def opencv_threads(threads: int) -> Iterator[None]:
+    """OpenCV's worker threads for the block: ``threads`` (0: its default, one per core), as the
+    scan's decoder and scaler get. OpenCV otherwise starts a thread per core in every one-CPU worker."""
+    previous = cv2.getNumThreads()
+    cv2.setNumThreads(threads if threads > 0 else -1)  # OpenCV: 0 = no threads, negative = default
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(previous)
 
 
 def scan_video(path: str, config: ScanConfig | None = None) -> ScanResult:

@@ -161,6 +161,29 @@ def test_thread_counts_are_validated(key):
     assert ExtractConfig(**{key: 0}) and ScanConfig(decode_threads=0)
 
 
+def test_scan_stage_runs_opencv_on_the_decoder_threads(sample_corpus, monkeypatch):
+    """The scan stage's OpenCV calls get ``decode_threads`` threads (a one-CPU worker would otherwise
+    start one per core); 0 leaves OpenCV's default; the setting is restored after."""
+    import cv2
+
+    import pipeline.curate as curate
+    from pipeline.records import VideoRecord
+
+    seen = []
+    from types import SimpleNamespace
+
+    def fake_scan(path, config):
+        seen.append(cv2.getNumThreads())
+        return SimpleNamespace(keyframes=[])
+
+    monkeypatch.setattr(curate, "scan_video", fake_scan)
+    default = cv2.getNumThreads()
+    for threads in (1, 0):
+        curate.ScanStage(ScanConfig(decode_threads=threads)).process_record(VideoRecord(path=sample_corpus[0].path))
+        assert cv2.getNumThreads() == default
+    assert seen == [1, default]
+
+
 def test_resolve_transitions_joins_fades_and_drops_cuts_inside():
     luma = np.full(100, 120.0, np.float32)
     luma[40:44] = 3.0  # black frames between a fade-out and a fade-in
