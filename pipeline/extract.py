@@ -37,7 +37,7 @@ class ExtractConfig:
     preset: str = "veryfast"
     threads: int = 1  # encoder threads per clip (parallelism comes from Ray workers)
     decode_threads: int = 1  # decoder and scaler threads per video (0: FFmpeg's choice, one per core)
-    seek_gap_s: float = 2.0  # decode through gaps shorter than this instead of seeking
+    seek_gap_s: float = 2.0  # where the keyframes are unknown: decode through gaps shorter than this instead of seeking
 
     def __post_init__(self) -> None:
         if self.max_short_side < 0:
@@ -94,6 +94,20 @@ def _decode_from_before(container, stream, t: float, frame: int, number_of) -> I
         back = max(2.0 * back, 1.0)
 
 
+def _seek_saves_decoding(
+    frame_times: np.ndarray, position: int, a: int, keyframe_times: np.ndarray | None, seek_gap_s: float
+) -> bool:
+    """Seek to reach frame ``a``, rather than decode on from frame ``position`` (times in seconds
+    from the first frame)? With the keyframes' times: when one lies after the next frame and at or
+    before ``a``: decoding starts there, later than it would go on. Without: when the gap exceeds
+    ``seek_gap_s`` (a seek lands on an unknown keyframe, possibly long before ``a``)."""
+    if keyframe_times is None:
+        return float(frame_times[a] - frame_times[position]) > seek_gap_s
+    tolerance = 1e-3  # timestamps are exact to far less; frames are more than 1 ms apart
+    last = int(np.searchsorted(keyframe_times, frame_times[a] + tolerance, side="right")) - 1
+    return last >= 0 and keyframe_times[last] > frame_times[position + 1] + tolerance
+
+
 def _decode_spans(
     path: str,
     spans: list[tuple[int, int]],
@@ -101,14 +115,16 @@ def _decode_spans(
     time_origin_s: float | None,
     seek_gap_s: float,
     threads: int = 1,
+    keyframe_times: np.ndarray | None = None,
 ) -> Iterator[tuple[int, av.VideoFrame, float]]:
     """Yield (span index, frame, time from the first frame) for exactly the frames [a, b) of each
     span, numbered as the scan numbered them (presentation order from the first decoded frame).
 
     With usable timestamps (``time_origin_s`` set) each decoded frame is matched to the scan's
-    number by its time, after a seek to a keyframe before each span (or decoding through gaps
-    shorter than ``seek_gap_s``); frames a decoder emits out of place after a seek (open GOPs) are
-    skipped. Without them, frames are counted from the start, never seeking.
+    number by its time. Between spans it seeks where that decodes fewer frames than going on
+    (``keyframe_times``, seconds from the first frame, from the probe; without them, across gaps
+    longer than ``seek_gap_s``); frames a decoder emits out of place after a seek (open GOPs) are
+    skipped. Without timestamps, frames are counted from the start, never seeking.
     """
     with decode_source(path) as source, av.open(source) as container:
         stream = container.streams.video[0]
@@ -133,7 +149,9 @@ def _decode_spans(
             t0 = float(frame_times[a])
             if frames is None and not by_time:
                 frames = container.decode(stream)
-            elif by_time and (frames is None or a <= position or t0 - float(frame_times[max(position, 0)]) > seek_gap_s):
+            elif by_time and (
+                frames is None or a <= position or _seek_saves_decoding(frame_times, position, a, keyframe_times, seek_gap_s)
+            ):
                 half = 0.5 * (float(frame_times[a + 1]) - t0) if a + 1 < len(frame_times) else 0.0
                 frames = _decode_from_before(container, stream, t0 + time_origin_s - half, a, number_of)
             expected = a
@@ -246,7 +264,12 @@ def extract_clips(record: VideoRecord, config: ExtractConfig) -> None:
     spans = [(clip.row["start_frame"], clip.row["end_frame"]) for clip in kept]
     current: ClipEncoder | None = None
     current_index = -1
-    decoded = _decode_spans(record.path, spans, scan.frame_times, scan.time_origin_s, config.seek_gap_s, config.decode_threads)
+    keyframe_times = getattr(record.probe, "keyframe_times_s", None)
+    if keyframe_times is not None and scan.time_origin_s is not None:
+        keyframe_times = keyframe_times - scan.time_origin_s  # from the first frame, as the scan's times
+    decoded = _decode_spans(
+        record.path, spans, scan.frame_times, scan.time_origin_s, config.seek_gap_s, config.decode_threads, keyframe_times
+    )
     for index, frame, t in decoded:
         if index != current_index:
             if current is not None:

@@ -2,7 +2,7 @@
 
 Reads the container header and demuxes the video packets (no decoding but the first frame):
 duration, frame rate (variable frame rate detected from packet timestamps), size, rotation,
-codec and frame count. A file that is empty, not a video, audio-only, truncated, a single frame,
+codec, frame count, and the keyframes' times (where extraction can seek to). A file that is empty, not a video, audio-only, truncated, a single frame,
 or shorter/smaller than the configured minimum is reported with a one-line reason.
 """
 
@@ -43,6 +43,7 @@ class ProbeResult:
     height: int
     rotation: int
     codec: str
+    keyframe_times_s: np.ndarray | None = None  # stream times of the packets flagged keyframe (seek points); None without timestamps
 
 
 class ProbeError(Exception):
@@ -69,6 +70,7 @@ def probe_video(path: str) -> ProbeResult:
             sample_aspect = stream.sample_aspect_ratio
             time_base = float(stream.time_base) if stream.time_base else 0.0
             pts: list[int] = []
+            keyframe_pts: list[int] = []
             packets = 0
             corrupt = 0
             first = None  # the first frame must decode (and tells the rotation): decoded on the way
@@ -81,6 +83,8 @@ def probe_video(path: str) -> ProbeResult:
                         corrupt += 1
                     if packet.pts is not None:
                         pts.append(packet.pts)
+                        if packet.is_keyframe:
+                            keyframe_pts.append(packet.pts)
                     if first is None:
                         first = _decode_first(stream, packet)
             except av.FFmpegError as exc:
@@ -112,8 +116,9 @@ def probe_video(path: str) -> ProbeResult:
         if not rate:
             raise ProbeError("frames have no timestamps and the stream declares no frame rate")
         vfr, fps, duration = False, rate, frame_count / rate
+    keyframe_times = np.sort(np.asarray(keyframe_pts, np.float64)) * time_base if len(pts) == frame_count else None
     width, height = display_size(width, height, sample_aspect, rotation)
-    return ProbeResult(duration, fps, vfr, frame_count, width, height, rotation, codec)
+    return ProbeResult(duration, fps, vfr, frame_count, width, height, rotation, codec, keyframe_times)
 
 
 def quarter_turns(frame: av.VideoFrame) -> int:

@@ -130,11 +130,19 @@ def curate(path, **extract) -> VideoRecord:
     return run_on(VideoRecord(path=str(path)), sample_stages(**extract))
 
 
+@pytest.mark.parametrize("seeks", ["at keyframes", "before every clip"])
 @pytest.mark.parametrize("name", sorted(VARIANTS))
-def test_clips_hold_exactly_their_frames_in_any_container(sample_corpus, tmp_path, name):
+def test_clips_hold_exactly_their_frames_in_any_container(sample_corpus, tmp_path, name, seeks):
+    """Extraction seeks where the probe's keyframe index says that decodes less, or (index dropped,
+    ``seek_gap_s`` 0) before every clip: the same frames either way."""
     path = tmp_path / name
     reencode(sample_corpus[1].path, path, *VARIANTS[name], frame_ms=FRAME_MS.get(name))
-    record = curate(path, seek_gap_s=0.0)  # seek to every clip: the path long videos take
+    stages = sample_stages(seek_gap_s=0.0)
+    record = run_on(VideoRecord(path=str(path)), stages[:-1])
+    assert record.video["status"] == "ok", record.video.get("error")
+    if seeks == "before every clip":
+        record.probe.keyframe_times_s = None
+    record = run_on(record, stages[-1:])
     assert record.video["status"] == "ok", record.video.get("error")
     kept = [c for c in record.clips if c.kept]
     assert kept, "no clip kept: nothing to check"
@@ -244,3 +252,36 @@ def test_bt709_source_keeps_its_colours(sample_corpus, tmp_path, rotation):
         assert [getattr(stream, tag) for tag in COLOUR_TAGS] == [BT709] * 3
     first = decord.VideoReader(io.BytesIO(clip.mp4))[0].asnumpy().astype(np.float32)  # as training reads it
     assert np.abs(first - tagged[(clip.row["start_frame"], clip.row["end_frame"])][0]).mean() < 1.0
+
+
+@pytest.mark.parametrize("name", ["h264.mkv", "mpeg2_bframes.mpg", "raw.h264"])
+def test_probe_lists_the_keyframes(sample_corpus, tmp_path, name):
+    """The probe's keyframe times (where a seek can land) are the times of the frames the decoder
+    marks as keyframes; none for a stream without timestamps (never seeked)."""
+    from pipeline.probe import probe_video
+
+    path = tmp_path / name
+    reencode(sample_corpus[1].path, path, *VARIANTS[name])
+    with av.open(str(path)) as container:
+        keyframes = [float(f.time) for f in container.decode(video=0) if f.key_frame and f.time is not None]
+    listed = probe_video(str(path)).keyframe_times_s
+    if name == "raw.h264":
+        assert listed is None
+    else:
+        assert len(keyframes) >= 2
+        np.testing.assert_allclose(listed, keyframes, atol=1e-6)
+
+
+def test_seek_only_where_it_saves_decoding():
+    """With the keyframes known, seek iff one lies after the next frame to decode and at or before
+    the clip's first frame; without them, iff the gap exceeds ``seek_gap_s``."""
+    from pipeline.extract import _seek_saves_decoding
+
+    times = np.arange(100) / 25.0  # 25 fps, 4 s
+    keyframes = np.array([0.0, 1.0, 2.0])  # frames 0, 25, 50
+    assert _seek_saves_decoding(times, 10, 30, keyframes, 2.0)  # keyframe 25 lies between: start there
+    assert not _seek_saves_decoding(times, 30, 45, keyframes, 2.0)  # nearest keyframe (25) already passed
+    assert not _seek_saves_decoding(times, 24, 30, keyframes, 2.0)  # keyframe 25 is the next frame anyway
+    assert _seek_saves_decoding(times, 23, 30, keyframes, 2.0)  # one frame saved
+    assert _seek_saves_decoding(times, 10, 50, keyframes, 2.0)  # the clip starts on keyframe 50
+    assert not _seek_saves_decoding(times, 10, 99, None, 4.0) and _seek_saves_decoding(times, 10, 99, None, 3.0)
