@@ -280,7 +280,8 @@ def extract_clips(record: VideoRecord, config: ExtractConfig) -> None:
             current = ClipEncoder(fps, size, config, resample=bool(config.fps), span=(t, float(clip.row["end_s"])))
             current_index = index
         if rotation:
-            upright = av.VideoFrame.from_ndarray(rotate_upright(frame.to_ndarray(format="rgb24"), rotation), format="rgb24")
+            rgb = frame.to_ndarray(format="rgb24", threads=config.decode_threads)
+            upright = av.VideoFrame.from_ndarray(rotate_upright(rgb, rotation), format="rgb24")
             _describe_colour(upright, frame)  # back to YUV with the source's matrix, tagged as the source
             frame = upright
         current.add(frame, t)

@@ -2,8 +2,9 @@
 
 Reads the container header and demuxes the video packets (no decoding but the first frame):
 duration, frame rate (variable frame rate detected from packet timestamps), size, rotation,
-codec, frame count, and the keyframes' times (where extraction can seek to). A file that is empty, not a video, audio-only, truncated, a single frame,
-or shorter/smaller than the configured minimum is reported with a one-line reason.
+codec, frame count, and the keyframes' times (where extraction can seek to). A file that is
+empty, not a video, audio-only, truncated, a single frame, or shorter/smaller than the configured
+minimum is reported with a one-line reason.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ class ProbeResult:
     height: int
     rotation: int
     codec: str
-    keyframe_times_s: np.ndarray | None = None  # stream times of the packets flagged keyframe (seek points); None without timestamps
+    keyframe_times_s: np.ndarray | None = None  # stream times of the keyframe packets (seek points); None: no timestamps
 
 
 class ProbeError(Exception):

@@ -54,9 +54,10 @@ class ScanConfig:
     flow_method: Literal["dis", "farneback"] = "dis"
     """``dis``: OpenCV DIS optical flow, preset ultrafast; ``farneback``: OpenCV Farneback."""
     decode_threads: int = 1
-    """Decoder, scaler (swscale) and OpenCV threads per video (0: their default, one per core). One matches the default
-    ``ray.num_cpus_per_video: 1``: parallelism comes from scanning one video per CPU, and a
-    decoder thread per core in every worker would oversubscribe the CPUs (raise both together)."""
+    """Decoder, scaler (swscale) and OpenCV threads per video (0: their default, one per core).
+    One matches the default ``ray.num_cpus_per_video: 1``: parallelism comes from scanning one
+    video per CPU, and a thread per core in every worker would oversubscribe the CPUs (raise both
+    together)."""
 
     keyframe_interval_s: float = 1.0
     """Keyframes for the model stages every this many seconds (first frame at or after each tick).
