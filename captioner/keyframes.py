@@ -57,7 +57,7 @@ def decode_frames(mp4: bytes, times_in_clip: list[float], short_side: int = 0) -
 
     if not times_in_clip:
         return []
-    best: list[tuple[float, np.ndarray | None]] = [(float("inf"), None)] * len(times_in_clip)
+    best: list[tuple[float, av.VideoFrame | None]] = [(float("inf"), None)] * len(times_in_clip)
     last_needed = max(times_in_clip)
     with av.open(io.BytesIO(mp4)) as container:
         stream = container.streams.video[0]
@@ -67,12 +67,13 @@ def decode_frames(mp4: bytes, times_in_clip: list[float], short_side: int = 0) -
             t = float(frame.time)
             for i, want in enumerate(times_in_clip):
                 if abs(t - want) < best[i][0]:
-                    best[i] = (abs(t - want), frame.to_ndarray(format="rgb24"))
+                    best[i] = (abs(t - want), frame)
             if t > last_needed + 1.0:
                 break
-    if any(img is None for _, img in best):
+    if any(frame is None for _, frame in best):
         raise ValueError("the clip's mp4 has no decodable video frames")
-    return [_resize_short_side(img, short_side) for _, img in best]
+    # converted once each, the chosen frames only; one scaler thread (PyAV's default is one per core)
+    return [_resize_short_side(frame.to_ndarray(format="rgb24", threads=1), short_side) for _, frame in best]
 
 
 def sample_frames(clip: ClipRecord, config: KeyframeConfig) -> list[FrameSample]:

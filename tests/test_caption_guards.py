@@ -99,3 +99,23 @@ def test_keyframe_times_every_two_seconds_at_window_middles():
     assert len(keyframe_times(0.0, 60.0, cfg)) == cfg.max_frames
     uniform = KeyframeConfig(mode="uniform", num_frames=4)
     assert keyframe_times(0.0, 8.0, uniform) == [1.0, 3.0, 5.0, 7.0]
+
+
+def test_decode_frames_returns_the_frames_nearest_the_times(sample_corpus):
+    """Frames for clips without scan keyframes: the frame shown nearest each time, in RGB, resized to
+    the short side asked for."""
+    import av
+    import numpy as np
+
+    from captioner.keyframes import decode_frames
+
+    path = sample_corpus[0].path
+    with av.open(path) as container:
+        frames = [(float(f.time), f.to_ndarray(format="rgb24")) for f in container.decode(video=0)]
+    with open(path, "rb") as f:
+        data = f.read()
+    wanted = [0.0, 0.51, 1.0, 2.2]
+    for t, image in zip(wanted, decode_frames(data, wanted)):
+        np.testing.assert_array_equal(image, min(frames, key=lambda frame: abs(frame[0] - t))[1])
+    [small] = decode_frames(data, [1.0], short_side=90)
+    assert small.shape == (90, 160, 3)
