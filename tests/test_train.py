@@ -151,6 +151,22 @@ def test_packed_forward_equals_separate_forwards(style):
 # ----------------------------------------------------------------------------------------------
 
 
+def test_pyav_fallback_decodes_the_frames_decord_does(sample_corpus):
+    """Where decord fails on a clip, PyAV decodes the same frames (and names the frames it lacks)."""
+    import decord
+    import numpy as np
+
+    from train.data import SampleError, _decode_with_pyav
+
+    data = Path(sample_corpus[0].path).read_bytes()
+    indices = [0, 5, 30]
+    expected = decord.VideoReader(io.BytesIO(data)).get_batch(indices).asnumpy().astype(np.float32)
+    frames = _decode_with_pyav(data, indices, RuntimeError("decord failed"))
+    assert frames.shape == expected.shape and np.abs(frames - expected).mean() < 1.0
+    with pytest.raises(SampleError, match="frames \\[100000\\] not decodable"):
+        _decode_with_pyav(data, [0, 100000], RuntimeError("decord failed"))
+
+
 def test_data_module_mixed_durations_and_corrupt_sample(tmp_path, tiny_model):
     shard_dir = write_clips(tmp_path, corrupt=True)
     # also a truncated tar: its readable members still come through, the rest is counted

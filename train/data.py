@@ -269,7 +269,7 @@ def _decode_with_pyav(data: bytes, indices: list[int], decord_error: Exception) 
         with av.open(io.BytesIO(data)) as container:
             for i, frame in enumerate(container.decode(video=0)):
                 if i in wanted:
-                    frames[i] = frame.to_ndarray(format="rgb24")
+                    frames[i] = frame.to_ndarray(format="rgb24", threads=1)  # one scaler thread per loader worker
                 if i >= max(indices):
                     break
     except Exception as exc:  # noqa: BLE001 - av raises many error types
