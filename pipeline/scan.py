@@ -5,7 +5,8 @@ Each frame is decoded once (PyAV) and box-filtered once to a small BGR analysis 
 a batch at a time (:mod:`pipeline.signals`), come
 
 - hard cuts from PySceneDetect's ``AdaptiveDetector`` and ``ContentDetector``, fed frame by
-  frame through their ``process_frame`` / ``post_process`` API;
+  frame through their ``process_frame`` / ``post_process`` API, and those they miss out of shaky
+  or fast-moving shots, from the motion-compensated difference (:func:`pipeline.signals.compensated_cuts`);
 - gradual transitions (dissolves, fades through black) from :mod:`pipeline.transitions`, which
   PySceneDetect lacks (its ``ThresholdDetector`` only marks the middle of a fade; the fade's whole
   span is found from the blend fit and the luma of the frames);
@@ -80,6 +81,13 @@ class ScanConfig:
     """``AdaptiveDetector`` frames each side averaged for the ratio."""
     min_shot_frames: int = 12
     """Minimum frames between two hard cuts (PySceneDetect ``min_scene_len``)."""
+    compensated_threshold: float | None = 4.0
+    """Hard cuts the detectors miss next to fast camera motion (shaky or whip-panned frames change as
+    much as a cut): a frame whose motion-compensated difference (the flow frame against its
+    predecessor, warped back along the optical flow) is this many times its neighbours' mean
+    (``adaptive_window`` each side) is a cut too. Null: off."""
+    compensated_min_change: float = 20.0
+    """Smallest motion-compensated mean grey-level difference (0-255) of such a cut."""
 
     gradual: bool = True
     """Detect dissolves and fades (:mod:`pipeline.transitions`)."""
@@ -116,6 +124,8 @@ class ScanConfig:
             raise ValueError(f"keyframe_short_side: expected >= 16, got {self.keyframe_short_side}")
         if not 1 <= self.keyframe_jpeg_quality <= 100:
             raise ValueError(f"keyframe_jpeg_quality: expected 1..100, got {self.keyframe_jpeg_quality}")
+        if self.compensated_threshold is not None and self.compensated_threshold <= 1:
+            raise ValueError(f"compensated_threshold: expected > 1 or null, got {self.compensated_threshold}")
         if not 1 <= self.blend_min_frames <= self.blend_max_frames:
             raise ValueError("blend_min_frames, blend_max_frames: expected 1 <= min <= max")
 

@@ -7,7 +7,9 @@ keeps per frame:
   through their ``process_frame`` / ``post_process`` API;
 - mean luma and sharpness (variance of the Laplacian of the grey frame);
 - optical flow (OpenCV DIS or Farneback) on a smaller grey copy: mean magnitude and the global
-  (median) motion, in frame lengths (long side) per second;
+  (median) motion, in frame lengths (long side) per second; the motion-compensated difference
+  (the frame warped back along the flow against its predecessor), whose spikes are cuts that
+  PySceneDetect misses next to fast camera motion (:func:`compensated_cuts`);
 - candidate dissolves and fades (:class:`pipeline.transitions.BlendSpanDetector`).
 
 Why batches: the decoder evicts the analysis code's working set from the CPU caches at every
@@ -71,6 +73,55 @@ def column_medians(values: np.ndarray, axis: int = 0) -> np.ndarray:
     return (np.take(part, k - 1, axis=axis) + np.take(part, k, axis=axis)) * 0.5
 
 
+def _neighbour_means(values: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per frame, the mean of the ``window`` frames each side (frame 0, which has no difference to
+    its predecessor, left out) and how many there are."""
+    n = len(values)
+    padded = np.concatenate([np.zeros(1), np.cumsum(values)])
+    lo = np.maximum(np.arange(n) - window, 1)
+    hi = np.minimum(np.arange(n) + window + 1, n)
+    count = np.maximum(hi - lo - 1, 0)
+    return (padded[hi] - padded[lo] - values) / np.maximum(count, 1), count
+
+
+def compensated_cuts(
+    differences: np.ndarray,
+    content: np.ndarray,
+    *,
+    window: int,
+    ratio: float,
+    min_change: float,
+    content_ratio: float,
+    min_content: float,
+    known: set[int],
+    min_gap: int,
+) -> list[int]:
+    """Cuts by motion-compensated difference: frames whose difference is at least ``min_change``
+    and ``ratio`` times the mean of the ``window`` frames each side, and whose cut detector score
+    (``content``) is at least ``min_content`` and ``content_ratio`` times its neighbours' (the
+    detector saw a jump, just not a big enough one: a jitter spike inside a shaky shot has a
+    large difference but no such jump); at least ``min_gap`` frames from the ``known`` cuts and
+    from each other (the stronger spike wins). Frame 0 is never a cut."""
+    n = len(differences)
+    if n < 3 or len(content) != n:
+        return []
+    d = np.asarray(differences, np.float64)
+    c = np.nan_to_num(np.asarray(content, np.float64))
+    d_around, count = _neighbour_means(d, window)
+    c_around, _ = _neighbour_means(c, window)
+    spike = (d >= min_change) & (d >= ratio * d_around) & (c >= min_content) & (c >= content_ratio * c_around) & (count > 0)
+    spike[0] = False
+    cuts: list[int] = []
+    taken = sorted(known)
+    for i in sorted(np.nonzero(spike)[0], key=lambda i: -d[i]):
+        j = int(np.searchsorted(taken, i))
+        if (j < len(taken) and taken[j] - i < min_gap) or (j > 0 and i - taken[j - 1] < min_gap):
+            continue
+        taken.insert(j, int(i))
+        cuts.append(int(i))
+    return sorted(cuts)
+
+
 class FrameSignals:
     """Per-frame signals of one video. Call :meth:`add` with consecutive batches of analysis
     frames and their times, then :meth:`finish`; read the lists and :attr:`cuts`."""
@@ -86,6 +137,9 @@ class FrameSignals:
             else None
         )
         self._flow = _Flow(config.flow_method)
+        self._config = config
+        grid_x, grid_y = np.meshgrid(np.arange(flow_size[0], dtype=np.float32), np.arange(flow_size[1], dtype=np.float32))
+        self._grid = np.stack([grid_x, grid_y], axis=-1)  # flow frame coordinates, for warping along the flow
         self._fps_frac = fps_frac
         self._fps = float(fps_frac)
         self._flow_size = flow_size
@@ -94,6 +148,7 @@ class FrameSignals:
         self.luma: list[float] = []
         self.sharpness: list[float] = []
         self.motion: list[float] = []
+        self.compensated: list[float] = []  # mean |frame warped back along the flow - its predecessor|, 0-255
         self._global_motion: list[np.ndarray] = []  # (n, 2) per batch
         self.scores: dict[str, list[float]] = {name: [] for name in self.detectors}
         self.cuts: set[int] = set()
@@ -132,6 +187,7 @@ class FrameSignals:
             flow_gray = cv2.resize(gray, (flw, flh), interpolation=cv2.INTER_AREA)
             if self._prev_flow_gray is None:
                 self.motion.append(0.0)
+                self.compensated.append(0.0)
             else:
                 dt = times[i] - self._prev_time
                 if dt <= 0:
@@ -139,6 +195,9 @@ class FrameSignals:
                 uv = self._flow(self._prev_flow_gray, flow_gray)
                 per_s[i] = 1.0 / (max(flw, flh) * dt)
                 self.motion.append(float(cv2.mean(cv2.magnitude(uv[..., 0], uv[..., 1]))[0]) * per_s[i])
+                # prev(p) ~ cur(p + flow(p)): cur warped back along the flow should be prev, unless a cut lies between
+                back = cv2.remap(flow_gray, self._grid + uv, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+                self.compensated.append(cv2.norm(back, self._prev_flow_gray, cv2.NORM_L1) / back.size)
                 grid = uv[::3, ::3].reshape(-1, 2)
                 if samples is None:
                     samples = np.zeros((n,) + grid.shape, np.float32)
@@ -156,12 +215,30 @@ class FrameSignals:
         self.count += n
 
     def finish(self) -> None:
-        """Flush the detectors (cuts they hold back until the end of the video)."""
+        """Flush the detectors (cuts they hold back until the end of the video), then add the
+        motion-compensated cuts they missed."""
         if self._last_timecode is None:
             return
         for detector in self.detectors.values():
             for cut in detector.post_process(self._last_timecode):
                 self.cuts.add(int(cut.frame_num))
+        config = self._config
+        if config.compensated_threshold is not None and self.scores:
+            adaptive = "adaptive" in self.scores
+            self.cuts.update(
+                compensated_cuts(
+                    np.asarray(self.compensated),
+                    np.asarray(self.scores["adaptive" if adaptive else "content"]),
+                    window=config.adaptive_window,
+                    ratio=config.compensated_threshold,
+                    min_change=config.compensated_min_change,
+                    # half the detector's own bar: a near miss (a cut out of a shaky shot scores ~2-3)
+                    content_ratio=0.5 * config.adaptive_threshold,
+                    min_content=config.adaptive_min_content if adaptive else 0.5 * config.content_threshold,
+                    known=self.cuts,
+                    min_gap=config.min_shot_frames,
+                )
+            )
 
     @property
     def global_motion(self) -> np.ndarray:

@@ -148,6 +148,9 @@ def test_config_is_validated():
     with pytest.raises(ConfigError, match="flow_method"):
         load_config(ScanConfig, overrides=["flow_method=lucas"])
     assert load_config(ScanConfig, overrides=["blend_width=24"]).blend_width == 24
+    with pytest.raises(ValueError, match="^compensated_threshold: expected > 1 or null, got 0.5$"):
+        ScanConfig(compensated_threshold=0.5)
+    assert load_config(ScanConfig, overrides=["compensated_threshold=null"]).compensated_threshold is None
 
 
 @pytest.mark.parametrize("key", ["threads", "decode_threads"])
@@ -225,3 +228,37 @@ def test_blend_push_batch_equals_frame_by_frame():
         batched.push_batch(frames[lo:hi], sharp[lo:hi])
     assert batched.num_candidates == one.num_candidates > 0
     assert batched.finish() == one.finish()
+
+
+def test_cut_out_of_a_shaky_shot_is_found(tmp_path):
+    """A hard cut straight out of a shaky shot: the shaky frames change about as much as the cut, so
+    AdaptiveDetector's ratio stays under its threshold and the cut is missed (the two shots would
+    become one clip, rejected as shaky with the good shot in it); the motion-compensated difference
+    (the shake warped away by the optical flow) still spikes there, and the cut is found."""
+    from pipeline.samples import ShotSpec, make_video
+
+    video = make_video(tmp_path / "shaky_cut.mp4", [ShotSpec("shaky", "minduka:", 48), ShotSpec("zoom", "dem:gist_earth", 48)])
+    cut = video.transitions[0].start
+    without = scan_video(video.path, ScanConfig(compensated_threshold=None))
+    assert not any(abs(t.start - cut) <= 2 for t in without.transitions), without.transitions  # the detector alone
+    found = scan_video(video.path)
+    assert [(t.kind, t.start) for t in found.transitions] == [("cut", cut)]
+
+
+def test_compensated_cuts_need_a_spike_in_both_signals():
+    from pipeline.signals import compensated_cuts
+
+    n = 60
+    differences = np.full(n, 10.0)  # a shaky shot: warped away, the shake leaves ~10 grey levels
+    content = np.full(n, 35.0)  # ... but the detector's score is as high as a cut's
+    differences[20], content[20] = 65.0, 60.0  # the cut: both jump
+    content[21:] = 4.0  # a calm shot after it
+    differences[21:] = 2.0
+    differences[8] = 30.0  # a jitter spike: flow lost track, the detector's score does not jump
+    differences[40], content[40] = 25.0, 60.0  # a second cut, 20 frames on
+    kwargs = dict(window=2, ratio=4.0, min_change=20.0, content_ratio=1.5, min_content=15.0, min_gap=12)
+    assert compensated_cuts(differences, content, known=set(), **kwargs) == [20, 40]
+    assert compensated_cuts(differences, content, known={34}, **kwargs) == [20]  # 40 is 6 frames from a known cut
+    assert compensated_cuts(differences, content, known={19}, **kwargs) == [40]  # the detector has it already
+    differences[0], content[0] = 100.0, 100.0
+    assert 0 not in compensated_cuts(differences, content, known=set(), **kwargs)  # no predecessor
