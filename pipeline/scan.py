@@ -85,7 +85,8 @@ class ScanConfig:
     """Hard cuts the detectors miss next to fast camera motion (shaky or whip-panned frames change as
     much as a cut): a frame whose motion-compensated difference (the flow frame against its
     predecessor, warped back along the optical flow) is this many times its neighbours' mean
-    (``adaptive_window`` each side) is a cut too. Null: off."""
+    (``adaptive_window`` each side) is a cut too, if the detector scored it a near miss (at least
+    ``adaptive_min_content`` and half ``adaptive_threshold``). Null: off."""
     compensated_min_change: float = 20.0
     """Smallest motion-compensated mean grey-level difference (0-255) of such a cut."""
 

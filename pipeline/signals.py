@@ -138,6 +138,10 @@ class FrameSignals:
         )
         self._flow = _Flow(config.flow_method)
         self._config = config
+        # the compensated cuts' detector: its score, its bar for a near miss (see :meth:`finish`)
+        self._primary = "adaptive" if "adaptive" in self.detectors else "content"
+        self._near_miss = config.adaptive_min_content if self._primary == "adaptive" else 0.5 * config.content_threshold
+        self._compensate = config.compensated_threshold is not None and bool(self.detectors)
         grid_x, grid_y = np.meshgrid(np.arange(flow_size[0], dtype=np.float32), np.arange(flow_size[1], dtype=np.float32))
         self._grid = np.stack([grid_x, grid_y], axis=-1)  # flow frame coordinates, for warping along the flow
         self._fps_frac = fps_frac
@@ -148,7 +152,9 @@ class FrameSignals:
         self.luma: list[float] = []
         self.sharpness: list[float] = []
         self.motion: list[float] = []
-        self.compensated: list[float] = []  # mean |frame warped back along the flow - its predecessor|, 0-255
+        # mean |frame warped back along the flow - its predecessor|, 0-255; 0 where the detector scored
+        # the frame below its near-miss bar (no cut there: saves the warp on most frames)
+        self.compensated: list[float] = []
         self._global_motion: list[np.ndarray] = []  # (n, 2) per batch
         self.scores: dict[str, list[float]] = {name: [] for name in self.detectors}
         self.cuts: set[int] = set()
@@ -195,9 +201,12 @@ class FrameSignals:
                 uv = self._flow(self._prev_flow_gray, flow_gray)
                 per_s[i] = 1.0 / (max(flw, flh) * dt)
                 self.motion.append(float(cv2.mean(cv2.magnitude(uv[..., 0], uv[..., 1]))[0]) * per_s[i])
-                # prev(p) ~ cur(p + flow(p)): cur warped back along the flow should be prev, unless a cut lies between
-                back = cv2.remap(flow_gray, self._grid + uv, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-                self.compensated.append(cv2.norm(back, self._prev_flow_gray, cv2.NORM_L1) / back.size)
+                if self._compensate and self.scores[self._primary][-1] >= self._near_miss:
+                    # prev(p) ~ cur(p + flow(p)): cur warped back along the flow is prev, unless a cut lies between
+                    back = cv2.remap(flow_gray, self._grid + uv, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+                    self.compensated.append(cv2.norm(back, self._prev_flow_gray, cv2.NORM_L1) / back.size)
+                else:
+                    self.compensated.append(0.0)
                 grid = uv[::3, ::3].reshape(-1, 2)
                 if samples is None:
                     samples = np.zeros((n,) + grid.shape, np.float32)
@@ -223,18 +232,17 @@ class FrameSignals:
             for cut in detector.post_process(self._last_timecode):
                 self.cuts.add(int(cut.frame_num))
         config = self._config
-        if config.compensated_threshold is not None and self.scores:
-            adaptive = "adaptive" in self.scores
+        if self._compensate:
             self.cuts.update(
                 compensated_cuts(
                     np.asarray(self.compensated),
-                    np.asarray(self.scores["adaptive" if adaptive else "content"]),
+                    np.asarray(self.scores[self._primary]),
                     window=config.adaptive_window,
                     ratio=config.compensated_threshold,
                     min_change=config.compensated_min_change,
-                    # half the detector's own bar: a near miss (a cut out of a shaky shot scores ~2-3)
+                    # a near miss: half the adaptive ratio (a cut out of a shaky shot scores ~2-3)
                     content_ratio=0.5 * config.adaptive_threshold,
-                    min_content=config.adaptive_min_content if adaptive else 0.5 * config.content_threshold,
+                    min_content=self._near_miss,
                     known=self.cuts,
                     min_gap=config.min_shot_frames,
                 )
