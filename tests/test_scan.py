@@ -167,13 +167,14 @@ def test_thread_counts_are_validated(key):
 def test_scan_stage_runs_opencv_on_the_decoder_threads(sample_corpus, monkeypatch):
     """The scan stage's OpenCV calls get ``decode_threads`` threads (a one-CPU worker would otherwise
     start one per core); 0 leaves OpenCV's default; the setting is restored after."""
+    from types import SimpleNamespace
+
     import cv2
 
     import pipeline.curate as curate
     from pipeline.records import VideoRecord
 
     seen = []
-    from types import SimpleNamespace
 
     def fake_scan(path, config):
         seen.append(cv2.getNumThreads())
