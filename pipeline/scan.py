@@ -127,6 +127,8 @@ class ScanConfig:
             raise ValueError(f"keyframe_jpeg_quality: expected 1..100, got {self.keyframe_jpeg_quality}")
         if self.compensated_threshold is not None and self.compensated_threshold <= 1:
             raise ValueError(f"compensated_threshold: expected > 1 or null, got {self.compensated_threshold}")
+        if self.compensated_min_change < 0:
+            raise ValueError(f"compensated_min_change: expected >= 0, got {self.compensated_min_change}")
         if not 1 <= self.blend_min_frames <= self.blend_max_frames:
             raise ValueError("blend_min_frames, blend_max_frames: expected 1 <= min <= max")
 

@@ -103,7 +103,9 @@ def compensated_cuts(
     large difference but no such jump); at least ``min_gap`` frames from the ``known`` cuts and
     from each other (the stronger spike wins). Frame 0 is never a cut."""
     n = len(differences)
-    if n < 3 or len(content) != n:
+    if len(content) != n:
+        raise ValueError(f"compensated_cuts: {n} differences but {len(content)} detector scores (one per frame each)")
+    if n < 3:
         return []
     d = np.asarray(differences, np.float64)
     c = np.nan_to_num(np.asarray(content, np.float64))

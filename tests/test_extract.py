@@ -99,10 +99,10 @@ def reencode(
         out.mux(encoder.encode())
 
 
-def kept_clips_rgb(source) -> dict[tuple[int, int], np.ndarray]:
-    """The RGB frames of each kept clip of ``source`` as PyAV reads them, by span."""
+def kept_clips_rgb(record: VideoRecord) -> dict[tuple[int, int], np.ndarray]:
+    """The RGB frames of each kept clip of a curated ``record`` as PyAV reads them, by span."""
     clips = {}
-    for clip in (c for c in curate(source).clips if c.kept):
+    for clip in (c for c in record.clips if c.kept):
         with av.open(io.BytesIO(clip.mp4)) as container:
             rgb = [f.to_ndarray(format="rgb24").astype(np.float32) for f in container.decode(video=0)]
         clips[(clip.row["start_frame"], clip.row["end_frame"])] = np.stack(rgb)
@@ -217,7 +217,7 @@ def test_full_range_source_comes_out_limited_range(sample_corpus, tmp_path):
     path = tmp_path / "full_range.mp4"
     options = {"preset": "ultrafast", "crf": "12"}
     reencode(original, path, "mp4", "libx264", options, pix_fmt="yuvj420p", color_range=2)  # 2: full (JPEG) range
-    reference, full = kept_clips_rgb(original), kept_clips_rgb(path)
+    reference, full = kept_clips_rgb(curate(original)), kept_clips_rgb(curate(path))
     assert reference and full.keys() == reference.keys()
     for span, clip in full.items():
         assert np.abs(clip - reference[span]).mean() < 6.0, span
@@ -236,7 +236,8 @@ def test_bt709_source_keeps_its_colours(sample_corpus, tmp_path, rotation):
     reencode(original, path, "mp4", "libx264", {"preset": "ultrafast", "crf": "12"}, bt709=True)
     if rotation:
         set_display_rotation(path, rotation)
-    reference, tagged = kept_clips_rgb(original), kept_clips_rgb(path)
+    record = curate(path)
+    reference, tagged = kept_clips_rgb(curate(original)), kept_clips_rgb(record)
     common = tagged.keys() & reference.keys()  # the colour change can move a cut by a frame
     assert len(tagged) == len(reference) and len(common) >= len(reference) - 1, (tagged.keys(), reference.keys())
     for span in common:
@@ -246,7 +247,7 @@ def test_bt709_source_keeps_its_colours(sample_corpus, tmp_path, rotation):
         # the clip was off by (-7.8, -15.0, -3.8), mean absolute difference 9.9 (4.2 now)
         shift = (clip - expected).mean(axis=(0, 1, 2))
         assert np.ptp(shift) < 2.0 and np.abs(clip - expected).mean() < 6.0, (span, shift)
-    clip = next(c for c in curate(path).clips if c.kept)
+    clip = next(c for c in record.clips if c.kept)
     with av.open(io.BytesIO(clip.mp4)) as container:
         stream = container.streams.video[0].codec_context
         assert [getattr(stream, tag) for tag in COLOUR_TAGS] == [BT709] * 3

@@ -151,6 +151,8 @@ def test_config_is_validated():
     with pytest.raises(ValueError, match="^compensated_threshold: expected > 1 or null, got 0.5$"):
         ScanConfig(compensated_threshold=0.5)
     assert load_config(ScanConfig, overrides=["compensated_threshold=null"]).compensated_threshold is None
+    with pytest.raises(ValueError, match="^compensated_min_change: expected >= 0, got -1.0$"):
+        ScanConfig(compensated_min_change=-1.0)
 
 
 @pytest.mark.parametrize("key", ["threads", "decode_threads"])
@@ -263,3 +265,5 @@ def test_compensated_cuts_need_a_spike_in_both_signals():
     assert compensated_cuts(differences, content, known={19}, **kwargs) == [40]  # the detector has it already
     differences[0], content[0] = 100.0, 100.0
     assert 0 not in compensated_cuts(differences, content, known=set(), **kwargs)  # no predecessor
+    with pytest.raises(ValueError, match="60 differences but 59 detector scores"):
+        compensated_cuts(differences, content[1:], known=set(), **kwargs)
