@@ -4,7 +4,8 @@ The second and last decode of a video: seeks to each kept span and decodes only 
 keeping exactly the frames [start_frame, end_frame) the manifest names (frame numbers are the
 scan's presentation-order numbering, matched here by presentation time; counted from the start
 where the source has no usable timestamps). Optionally downscales (never upscales) and resamples to
-a target frame rate. The clips are limited-range yuv420p and carry the source's colour description.
+a target frame rate. The clips are limited-range yuv420p and carry the source's colour description;
+HDR and wide-gamut sources are converted to SDR BT.709 (:mod:`pipeline.colour`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
+from pipeline.colour import INTENTS, needs_sdr_conversion, sdr_converter
 from pipeline.io import decode_source
 from pipeline.records import ClipRecord, VideoRecord
 from pipeline.scan import rotate_upright
@@ -38,6 +40,12 @@ class ExtractConfig:
     threads: int = 1  # encoder threads per clip (parallelism comes from Ray workers)
     decode_threads: int = 1  # decoder and scaler threads per video (0: FFmpeg's choice, one per core)
     seek_gap_s: float = 2.0  # where the keyframes are unknown: decode through gaps shorter than this instead of seeking
+    hdr_to_sdr: str | None = "relative_colorimetric"
+    """HDR (PQ, HLG) and wide-gamut (BT.2020, P3) sources become SDR BT.709 clips with this rendering
+    intent: ``relative_colorimetric`` (HDR reference white to SDR white, brighter highlights clipped)
+    or ``perceptual`` (highlights rolled off, a darker picture); null: clips keep the source's
+    colours, tagged so (most readers, decord into training among them, ignore the transfer). The
+    scan analyses such sources, and takes their keyframes, as relative_colorimetric SDR."""
 
     def __post_init__(self) -> None:
         if self.max_short_side < 0:
@@ -49,6 +57,8 @@ class ExtractConfig:
         for key in ("threads", "decode_threads"):
             if getattr(self, key) < 0:
                 raise ValueError(f"{key}: expected >= 0 (0: FFmpeg's choice), got {getattr(self, key)}")
+        if self.hdr_to_sdr is not None and self.hdr_to_sdr not in INTENTS:
+            raise ValueError(f"hdr_to_sdr: expected one of {', '.join(INTENTS)} or null, got {self.hdr_to_sdr!r}")
 
 
 def output_size(width: int, height: int, max_short_side: int) -> tuple[int, int]:
@@ -270,6 +280,7 @@ def extract_clips(record: VideoRecord, config: ExtractConfig) -> None:
     decoded = _decode_spans(
         record.path, spans, scan.frame_times, scan.time_origin_s, config.seek_gap_s, config.decode_threads, keyframe_times
     )
+    to_sdr = sdr_converter(config.hdr_to_sdr, config.decode_threads) if config.hdr_to_sdr else None
     for index, frame, t in decoded:
         if index != current_index:
             if current is not None:
@@ -279,6 +290,10 @@ def extract_clips(record: VideoRecord, config: ExtractConfig) -> None:
             fps = config.fps or float(clip.row["source_fps"])
             current = ClipEncoder(fps, size, config, resample=bool(config.fps), span=(t, float(clip.row["end_s"])))
             current_index = index
+        if to_sdr is not None and needs_sdr_conversion(frame):
+            # at the clip's size in the coded orientation (the encoder's scaler then has nothing to do)
+            coded = size[::-1] if rotation in (90, 270) else size
+            frame = to_sdr(frame, *coded, "yuv420p")
         if rotation:
             rgb = frame.to_ndarray(format="rgb24", threads=config.decode_threads)
             upright = av.VideoFrame.from_ndarray(rotate_upright(rgb, rotation), format="rgb24")

@@ -16,6 +16,7 @@ from fractions import Fraction
 import av
 import numpy as np
 
+from pipeline.colour import describe
 from pipeline.io import content_hash, decode_source, file_size
 from pipeline.records import VideoRecord
 from pipeline.stage import Stage
@@ -45,6 +46,7 @@ class ProbeResult:
     rotation: int
     codec: str
     keyframe_times_s: np.ndarray | None = None  # stream times of the keyframe packets (seek points); None: no timestamps
+    colour: str = "SDR"  # dynamic range and wide gamut of the first frame (pipeline.colour.describe)
 
 
 class ProbeError(Exception):
@@ -95,6 +97,7 @@ def probe_video(path: str) -> ProbeResult:
             if first is None:
                 raise ProbeError("no decodable video frames")
             rotation = quarter_turns(first)
+            colour = describe(first)
             if corrupt:
                 raise ProbeError(f"truncated or corrupt stream ({corrupt} corrupt packet{'s' if corrupt > 1 else ''})")
             declared = int(stream.frames or 0)
@@ -119,7 +122,7 @@ def probe_video(path: str) -> ProbeResult:
         vfr, fps, duration = False, rate, frame_count / rate
     keyframe_times = np.sort(np.asarray(keyframe_pts, np.float64)) * time_base if len(pts) == frame_count else None
     width, height = display_size(width, height, sample_aspect, rotation)
-    return ProbeResult(duration, fps, vfr, frame_count, width, height, rotation, codec, keyframe_times)
+    return ProbeResult(duration, fps, vfr, frame_count, width, height, rotation, codec, keyframe_times, colour)
 
 
 def quarter_turns(frame: av.VideoFrame) -> int:
@@ -177,6 +180,7 @@ class ProbeStage(Stage):
                 height=result.height,
                 rotation=result.rotation,
                 codec=result.codec,
+                colour=result.colour,
             )
             check_minimums(result, config)
             record.video["content_hash"] = content_hash(record.path)

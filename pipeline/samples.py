@@ -26,6 +26,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import av
+import av.filter
 import cv2
 import numpy as np
 
@@ -582,6 +583,52 @@ def set_display_rotation(path: str | Path, rotation: int) -> None:
     matrix = tkhd + 8 + 4 + (32 if version == 1 else 20) + 8 + 8
     data[matrix : matrix + 36] = struct.pack(">9i", *_TKHD_MATRICES[rotation])
     path.write_bytes(bytes(data))
+
+
+HDR_TRANSFERS = {"PQ": ("smpte2084", 16), "HLG": ("arib-std-b67", 18)}
+"""Names (FFmpeg's option value, AVCOL_TRC value) of the HDR transfers :func:`make_hdr_copy` writes."""
+
+
+def hdr_frames(frames, transfer: str):
+    """SDR frames (BT.709 colours; untagged ones read as BT.601 YUV, as every reader does) as 10-bit
+    BT.2020 HDR frames with ``transfer`` (``PQ`` or ``HLG``), SDR white at HDR reference white:
+    FFmpeg's colour management (the ``scale`` filter), the inverse of what phones' SDR exports do."""
+    name, _ = HDR_TRANSFERS[transfer]
+    graph = None
+    for frame in frames:
+        if graph is None:
+            graph = av.filter.Graph()
+            source = graph.add_buffer(
+                width=frame.width, height=frame.height, format=frame.format.name, time_base=Fraction(1, 1000)
+            )
+            convert = graph.add(
+                "scale", f"out_color_matrix=bt2020nc:out_primaries=bt2020:out_transfer={name}:out_range=tv"
+            )
+            to_10_bit, sink = graph.add("format", "yuv420p10le"), graph.add("buffersink")
+            source.link_to(convert), convert.link_to(to_10_bit), to_10_bit.link_to(sink)
+            graph.configure()
+        if frame.colorspace == 2:  # unspecified
+            frame.colorspace = 6 if frame.format.name.startswith("yuv") else 1  # BT.601 YUV (RGB has no matrix)
+        frame.color_primaries = frame.color_trc = 1  # BT.709
+        graph.push(frame)
+        yield graph.pull()
+
+
+def make_hdr_copy(source: str | Path, path: str | Path, transfer: str) -> None:
+    """An HDR copy of an SDR video, as phones record (iPhones HLG, many Androids PQ): 10-bit H.264,
+    BT.2020 primaries and matrix, ``transfer``, all said in the stream (see :func:`hdr_frames`)."""
+    with av.open(str(source)) as src, av.open(str(path), "w") as out:
+        stream = src.streams.video[0]
+        encoder = out.add_stream("libx264", rate=stream.average_rate)
+        encoder.width, encoder.height, encoder.pix_fmt = stream.width, stream.height, "yuv420p10le"
+        encoder.options = {"preset": "ultrafast", "crf": "12"}
+        context = encoder.codec_context
+        context.color_primaries, context.colorspace, context.color_range = 9, 9, 1
+        context.color_trc = HDR_TRANSFERS[transfer][1]
+        for i, hdr in enumerate(hdr_frames(src.decode(stream), transfer)):
+            hdr.pts, hdr.time_base = i, 1 / stream.average_rate
+            out.mux(encoder.encode(hdr))
+        out.mux(encoder.encode())
 
 
 # --------------------------------------------------------------------------------------------

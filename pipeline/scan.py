@@ -14,6 +14,9 @@ a batch at a time (:mod:`pipeline.signals`), come
   Farneback) magnitude and global (median) motion;
 - keyframes on a regular time grid, JPEG-encoded from the same decoded frame.
 
+HDR and wide-gamut frames are analysed, and their keyframes taken, as SDR BT.709: as extraction
+writes the clips (:mod:`pipeline.colour`).
+
 Memory is bounded: only per-frame scalars grow with the video; frames live in small ring
 buffers. Frame times come from pts (VFR-safe); rotation metadata is applied.
 """
@@ -32,6 +35,7 @@ import cv2
 from av.video.reformatter import VideoReformatter
 import numpy as np
 
+from pipeline.colour import needs_sdr_conversion, sdr_converter
 from pipeline.io import decode_source
 from pipeline.probe import display_size, quarter_turns
 from pipeline.records import Keyframe
@@ -211,7 +215,11 @@ def _downscale_bgr(frame: av.VideoFrame, width: int, height: int, sws: VideoRefo
     """The frame as a small BGR image, box-filtered. Small yuv420p frames with a large reduction
     (the analysis frames of SD video): OpenCV on the planes, then convert the small frame, several
     times cheaper than swscale there. Everything else (HD frames, keyframes: OpenCV's area filter is
-    slow at non-integer factors below 2x, other pixel formats): swscale's area filter."""
+    slow at non-integer factors below 2x, other pixel formats): swscale's area filter. HDR and
+    wide-gamut frames are converted to SDR BT.709 (:mod:`pipeline.colour`), as the clips are: the
+    luma, sharpness and keyframes the filters and captions see are those of the clips."""
+    if needs_sdr_conversion(frame):
+        return sdr_converter("relative_colorimetric", threads)(frame, width, height, "bgr24").to_ndarray()
     large = frame.width >= 2 * width and frame.height >= 2 * height
     if frame.format.name == "yuv420p" and large and frame.width * frame.height <= CACHE_RESIDENT_PIXELS:
         planes = []

@@ -3,7 +3,7 @@ exactly the frames [start_frame, end_frame) of the scan's numbering (presentatio
 where timestamps are odd (Matroska's 1/1000 time base, AVI's pts-less B-frames, MPEG program
 streams whose seeks land late, a raw H.264 stream with no timestamps at all, variable frame
 rate); non-square pixels come out square, full-range pictures limited-range, BT.709 pictures
-tagged BT.709."""
+tagged BT.709, HDR pictures SDR."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import pytest
 from pipeline.curate import CurateConfig, cpu_stages
 from pipeline.extract import COLOUR_TAGS
 from pipeline.records import VideoRecord
-from pipeline.samples import set_display_rotation
+from pipeline.samples import make_hdr_copy, set_display_rotation
 from pipeline.scan import rotate_upright
 
 VARIANTS = {
@@ -253,6 +253,40 @@ def test_bt709_source_keeps_its_colours(sample_corpus, tmp_path, rotation):
         assert [getattr(stream, tag) for tag in COLOUR_TAGS] == [BT709] * 3
     first = decord.VideoReader(io.BytesIO(clip.mp4))[0].asnumpy().astype(np.float32)  # as training reads it
     assert np.abs(first - tagged[(clip.row["start_frame"], clip.row["end_frame"])][0]).mean() < 1.0
+
+
+@pytest.mark.parametrize("transfer, rotation", [("PQ", 0), ("HLG", 0), ("HLG", -90)])
+def test_hdr_source_comes_out_sdr(sample_corpus, tmp_path, transfer, rotation):
+    """A phone's HDR video (10-bit BT.2020, PQ or HLG; iPhones film portrait HLG) comes out as SDR
+    BT.709 clips that look like the clips of the SDR original, and the scan's brightness and
+    sharpness are those of the SDR pictures. Kept as HDR (``hdr_to_sdr: null``), the clips say PQ/HLG,
+    which decord and most readers ignore: every colour off (mean absolute difference 36 for PQ)."""
+    original = sample_corpus[1].path
+    path = tmp_path / f"{transfer}.mp4"
+    make_hdr_copy(original, path, transfer)
+    if rotation:
+        set_display_rotation(path, rotation)
+    reference_record, record = curate(original), curate(path)
+    reference, converted = kept_clips_rgb(reference_record), kept_clips_rgb(record)
+    common = converted.keys() & reference.keys()
+    assert len(converted) == len(reference) and len(common) >= len(reference) - 1, (converted.keys(), reference.keys())
+    for span in common:
+        expected = np.stack([rotate_upright(frame, rotation) for frame in reference[span]])
+        shift = (converted[span] - expected).mean(axis=(0, 1, 2))  # ~0.3 levels (2.6 mean absolute)
+        assert np.abs(shift).max() < 2.0 and np.abs(converted[span] - expected).mean() < 6.0, (span, shift)
+    by_span = {(c.row["start_frame"], c.row["end_frame"]): c.row for c in reference_record.clips}
+    for clip in record.clips:
+        row = by_span.get((clip.row["start_frame"], clip.row["end_frame"]))
+        if row is not None:
+            assert abs(clip.row["brightness"] - row["brightness"]) < 4.0
+            assert 0.7 < clip.row["sharpness"] / row["sharpness"] < 1.4  # unconverted PQ: 0.33
+    clip = next(c for c in record.clips if c.kept)
+    with av.open(io.BytesIO(clip.mp4)) as container:
+        stream = container.streams.video[0].codec_context
+        assert [getattr(stream, tag) for tag in COLOUR_TAGS] == [BT709] * 3
+    if transfer == "PQ":
+        kept_hdr = kept_clips_rgb(curate(path, hdr_to_sdr=None))
+        assert any(np.abs(kept_hdr[span] - reference[span]).mean() > 20.0 for span in common & kept_hdr.keys())
 
 
 @pytest.mark.parametrize("name", ["h264.mkv", "mpeg2_bframes.mpg", "raw.h264"])
