@@ -4,8 +4,9 @@ The second and last decode of a video: seeks to each kept span and decodes only 
 keeping exactly the frames [start_frame, end_frame) the manifest names (frame numbers are the
 scan's presentation-order numbering, matched here by presentation time; counted from the start
 where the source has no usable timestamps). Optionally downscales (never upscales) and resamples to
-a target frame rate. The clips are limited-range yuv420p and carry the source's colour description;
-HDR and wide-gamut sources are converted to SDR BT.709 (:mod:`pipeline.colour`).
+a target frame rate. The clips are progressive (interlaced sources deinterlaced:
+:mod:`pipeline.deinterlace`), limited-range yuv420p, and carry the source's colour description; HDR
+and wide-gamut sources are converted to SDR BT.709 (:mod:`pipeline.colour`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 
 from pipeline.colour import INTENTS, needs_sdr_conversion, sdr_converter
+from pipeline.deinterlace import deinterlaced
 from pipeline.io import decode_source
 from pipeline.records import ClipRecord, VideoRecord
 from pipeline.scan import rotate_upright
@@ -46,6 +48,9 @@ class ExtractConfig:
     or ``perceptual`` (highlights rolled off, a darker picture); null: clips keep the source's
     colours, tagged so (most readers, decord into training among them, ignore the transfer). The
     scan analyses such sources, and takes their keyframes, as relative_colorimetric SDR."""
+    deinterlace: bool = True
+    """Deinterlace interlaced sources (``bwdif``, one frame per frame: numbering and frame rate kept;
+    :mod:`pipeline.deinterlace`). False: clips keep the fields, combed wherever something moves."""
 
     def __post_init__(self) -> None:
         if self.max_short_side < 0:
@@ -126,6 +131,7 @@ def _decode_spans(
     seek_gap_s: float,
     threads: int = 1,
     keyframe_times: np.ndarray | None = None,
+    deinterlace: bool = False,
 ) -> Iterator[tuple[int, av.VideoFrame, float]]:
     """Yield (span index, frame, time from the first frame) for exactly the frames [a, b) of each
     span, numbered as the scan numbered them (presentation order from the first decoded frame).
@@ -134,7 +140,8 @@ def _decode_spans(
     number by its time. Between spans it seeks where that decodes fewer frames than going on
     (``keyframe_times``, seconds from the first frame, from the probe; without them, across gaps
     longer than ``seek_gap_s``); frames a decoder emits out of place after a seek (open GOPs) are
-    skipped. Without timestamps, frames are counted from the start, never seeking.
+    skipped. Without timestamps, frames are counted from the start, never seeking. With
+    ``deinterlace``, frames come out of ``bwdif`` (fed from each seek on, lead-in frames included).
     """
     with decode_source(path) as source, av.open(source) as container:
         stream = container.streams.video[0]
@@ -158,12 +165,14 @@ def _decode_spans(
         for index, (a, b) in enumerate(spans):
             t0 = float(frame_times[a])
             if frames is None and not by_time:
-                frames = container.decode(stream)
+                frames = deinterlaced(container.decode(stream), threads) if deinterlace else container.decode(stream)
             elif by_time and (
                 frames is None or a <= position or _seek_saves_decoding(frame_times, position, a, keyframe_times, seek_gap_s)
             ):
                 half = 0.5 * (float(frame_times[a + 1]) - t0) if a + 1 < len(frame_times) else 0.0
                 frames = _decode_from_before(container, stream, t0 + time_origin_s - half, a, number_of)
+                if deinterlace:
+                    frames = deinterlaced(frames, threads)
             expected = a
             for frame in frames:
                 number = number_of(frame)
@@ -277,8 +286,10 @@ def extract_clips(record: VideoRecord, config: ExtractConfig) -> None:
     keyframe_times = getattr(record.probe, "keyframe_times_s", None)
     if keyframe_times is not None and scan.time_origin_s is not None:
         keyframe_times = keyframe_times - scan.time_origin_s  # from the first frame, as the scan's times
+    interlaced = config.deinterlace and bool(getattr(record.probe, "interlaced", False))
     decoded = _decode_spans(
-        record.path, spans, scan.frame_times, scan.time_origin_s, config.seek_gap_s, config.decode_threads, keyframe_times
+        record.path, spans, scan.frame_times, scan.time_origin_s, config.seek_gap_s, config.decode_threads,
+        keyframe_times, deinterlace=interlaced,
     )
     to_sdr = sdr_converter(config.hdr_to_sdr, config.decode_threads) if config.hdr_to_sdr else None
     for index, frame, t in decoded:

@@ -29,6 +29,7 @@ VIDEO_SCHEMA = pa.schema(
         pa.field("height", pa.int32()),
         pa.field("rotation", pa.int32()),
         pa.field("codec", pa.string()),
+        pa.field("interlaced", pa.bool_()),  # fields, not frames: the clips are deinterlaced (extract.deinterlace)
         pa.field("colour", pa.string()),  # "SDR", "HLG BT.2020", "PQ BT.2020"...: the clips are SDR BT.709 (extract.hdr_to_sdr)
         pa.field("num_scenes", pa.int32()),
         pa.field("num_transitions", pa.int32()),

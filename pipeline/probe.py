@@ -17,6 +17,7 @@ import av
 import numpy as np
 
 from pipeline.colour import describe
+from pipeline.deinterlace import is_interlaced
 from pipeline.io import content_hash, decode_source, file_size
 from pipeline.records import VideoRecord
 from pipeline.stage import Stage
@@ -47,6 +48,7 @@ class ProbeResult:
     codec: str
     keyframe_times_s: np.ndarray | None = None  # stream times of the keyframe packets (seek points); None: no timestamps
     colour: str = "SDR"  # dynamic range and wide gamut of the first frame (pipeline.colour.describe)
+    interlaced: bool = False  # fields, not frames (pipeline.deinterlace): extraction deinterlaces
 
 
 class ProbeError(Exception):
@@ -98,6 +100,7 @@ def probe_video(path: str) -> ProbeResult:
                 raise ProbeError("no decodable video frames")
             rotation = quarter_turns(first)
             colour = describe(first)
+            interlaced = is_interlaced(stream.codec_context.field_order, first)
             if corrupt:
                 raise ProbeError(f"truncated or corrupt stream ({corrupt} corrupt packet{'s' if corrupt > 1 else ''})")
             declared = int(stream.frames or 0)
@@ -122,7 +125,7 @@ def probe_video(path: str) -> ProbeResult:
         vfr, fps, duration = False, rate, frame_count / rate
     keyframe_times = np.sort(np.asarray(keyframe_pts, np.float64)) * time_base if len(pts) == frame_count else None
     width, height = display_size(width, height, sample_aspect, rotation)
-    return ProbeResult(duration, fps, vfr, frame_count, width, height, rotation, codec, keyframe_times, colour)
+    return ProbeResult(duration, fps, vfr, frame_count, width, height, rotation, codec, keyframe_times, colour, interlaced)
 
 
 def quarter_turns(frame: av.VideoFrame) -> int:
@@ -181,6 +184,7 @@ class ProbeStage(Stage):
                 rotation=result.rotation,
                 codec=result.codec,
                 colour=result.colour,
+                interlaced=result.interlaced,
             )
             check_minimums(result, config)
             record.video["content_hash"] = content_hash(record.path)

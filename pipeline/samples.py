@@ -631,6 +631,35 @@ def make_hdr_copy(source: str | Path, path: str | Path, transfer: str) -> None:
         out.mux(encoder.encode())
 
 
+def make_interlaced_copy(source: str | Path, path: str | Path, gop: int = 25) -> None:
+    """An interlaced (top field first) H.264 copy of a progressive video at half its frame rate, as
+    a camcorder shooting 50i would record it: frame k holds source frame 2k on its even lines (the top
+    field, shown first) and frame 2k + 1 on its odd lines; flagged interlaced, top field first."""
+    with av.open(str(source)) as src:
+        stream = src.streams.video[0]
+        rate = stream.average_rate / 2
+        frames = [f.to_ndarray(format="rgb24") for f in src.decode(stream)]
+    height, width = frames[0].shape[:2]
+    graph = av.filter.Graph()  # setfield: the flags an interlaced camera's frames carry
+    source_pad = graph.add_buffer(width=width, height=height, format="yuv420p", time_base=1 / rate)
+    set_field, sink = graph.add("setfield", "tff"), graph.add("buffersink")
+    source_pad.link_to(set_field), set_field.link_to(sink)
+    graph.configure()
+    with av.open(str(path), "w") as out:
+        encoder = out.add_stream("libx264", rate=rate)
+        encoder.width, encoder.height, encoder.pix_fmt = width, height, "yuv420p"
+        encoder.codec_context.gop_size = gop
+        encoder.options = {"preset": "ultrafast", "crf": "14", "flags": "+ildct+ilme"}  # field-aware coding
+        for k in range(len(frames) // 2):
+            woven = frames[2 * k].copy()
+            woven[1::2] = frames[2 * k + 1][1::2]
+            frame = av.VideoFrame.from_ndarray(woven, format="rgb24").reformat(format="yuv420p")
+            frame.pts, frame.time_base = k, 1 / rate
+            graph.push(frame)
+            out.mux(encoder.encode(graph.pull()))
+        out.mux(encoder.encode())
+
+
 # --------------------------------------------------------------------------------------------
 # Broken inputs
 # --------------------------------------------------------------------------------------------

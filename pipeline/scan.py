@@ -15,7 +15,7 @@ a batch at a time (:mod:`pipeline.signals`), come
 - keyframes on a regular time grid, JPEG-encoded from the same decoded frame.
 
 HDR and wide-gamut frames are analysed, and their keyframes taken, as SDR BT.709: as extraction
-writes the clips (:mod:`pipeline.colour`).
+writes the clips (:mod:`pipeline.colour`). Keyframes of interlaced frames come from their top field.
 
 Memory is bounded: only per-frame scalars grow with the video; frames live in small ring
 buffers. Frame times come from pts (VFR-safe); rotation metadata is applied.
@@ -36,6 +36,7 @@ from av.video.reformatter import VideoReformatter
 import numpy as np
 
 from pipeline.colour import needs_sdr_conversion, sdr_converter
+from pipeline.deinterlace import top_field
 from pipeline.io import decode_source
 from pipeline.probe import display_size, quarter_turns
 from pipeline.records import Keyframe
@@ -316,7 +317,8 @@ def scan_video(path: str, config: ScanConfig | None = None) -> ScanResult:
 
                     if t + 1e-6 >= next_key_t:
                         sw, sh = (kh, kw) if rotation in (90, 270) else (kw, kh)
-                        key_bgr = rotate_upright(_downscale_bgr(frame, sw, sh, keyframe_sws, config.decode_threads), rotation)
+                        picture = top_field(frame) if frame.interlaced_frame else frame  # one instant, not two
+                        key_bgr = rotate_upright(_downscale_bgr(picture, sw, sh, keyframe_sws, config.decode_threads), rotation)
                         ok, buf = cv2.imencode(".jpg", key_bgr, [cv2.IMWRITE_JPEG_QUALITY, config.keyframe_jpeg_quality])
                         if ok:
                             keyframes.append(Keyframe(frame_index=index, time_s=t, jpeg=buf.tobytes()))

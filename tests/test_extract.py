@@ -3,7 +3,7 @@ exactly the frames [start_frame, end_frame) of the scan's numbering (presentatio
 where timestamps are odd (Matroska's 1/1000 time base, AVI's pts-less B-frames, MPEG program
 streams whose seeks land late, a raw H.264 stream with no timestamps at all, variable frame
 rate); non-square pixels come out square, full-range pictures limited-range, BT.709 pictures
-tagged BT.709, HDR pictures SDR."""
+tagged BT.709, HDR pictures SDR, interlaced pictures progressive."""
 
 from __future__ import annotations
 
@@ -11,14 +11,15 @@ import io
 from fractions import Fraction
 
 import av
+import cv2
 import numpy as np
 import pytest
 
 from pipeline.curate import CurateConfig, cpu_stages
 from pipeline.extract import COLOUR_TAGS
 from pipeline.records import VideoRecord
-from pipeline.samples import make_hdr_copy, set_display_rotation
-from pipeline.scan import rotate_upright
+from pipeline.samples import ShotSpec, make_hdr_copy, make_interlaced_copy, make_video, set_display_rotation, source_names
+from pipeline.scan import rotate_upright, scan_video
 
 VARIANTS = {
     # file name: (format, codec, encoder options)
@@ -287,6 +288,75 @@ def test_hdr_source_comes_out_sdr(sample_corpus, tmp_path, transfer, rotation):
     if transfer == "PQ":
         kept_hdr = kept_clips_rgb(curate(path, hdr_to_sdr=None))
         assert any(np.abs(kept_hdr[span] - reference[span]).mean() > 20.0 for span in common & kept_hdr.keys())
+
+
+def combing(gray: np.ndarray) -> float:
+    """How combed a picture is: lines against their neighbours' mean, over lines against those two
+    away (the same field). Progressive pictures ~0.4; two fields of a moving picture woven: > 1."""
+    g = gray.astype(np.float32)
+    adjacent = np.abs(g[1:-1] - 0.5 * (g[:-2] + g[2:])).mean()
+    same_field = np.abs(g[2:-2] - 0.5 * (g[:-4] + g[4:])).mean()
+    return float(adjacent / max(same_field, 1e-6))
+
+
+@pytest.fixture(scope="module")
+def interlaced_video(tmp_path_factory):
+    """A camcorder-style 50i video (top field first, a keyframe every second) made from two 50p pans,
+    and the 50p original: interlaced frame k = 50p frames 2k (top field) and 2k + 1."""
+    folder = tmp_path_factory.mktemp("interlaced")
+    names = source_names()
+    shots = [ShotSpec("pan", names[0], 160), ShotSpec("pan", names[3], 160)]
+    progressive = make_video(folder / "p50.mp4", shots, fps=50, size=(320, 180), seed=3)
+    make_interlaced_copy(progressive.path, folder / "i25.mp4")
+    return folder / "i25.mp4", gray_frames(progressive.path)
+
+
+@pytest.mark.parametrize("seeks", ["at keyframes", "before every clip"])
+def test_interlaced_source_comes_out_progressive(interlaced_video, seeks):
+    """Interlaced frames are deinterlaced (bwdif), one progressive frame per frame: each clip frame
+    is the top field's instant (50p frame 2k, not 2k + 1) without the comb, the numbering exact, after
+    a seek to a keyframe too (the deinterlacer restarts there; index dropped: a seek before every
+    clip). Without deinterlacing the clips are combed."""
+    path, progressive = interlaced_video
+    stages = sample_stages(seek_gap_s=0.0)
+    record = run_on(VideoRecord(path=str(path)), stages[:-1])
+    if seeks == "before every clip":
+        record.probe.keyframe_times_s = None
+    record = run_on(record, stages[-1:])
+    assert record.video["interlaced"] and record.video["status"] == "ok"
+    kept = [c for c in record.clips if c.kept]
+    assert len(kept) == 2, [(c.row["start_frame"], c.row["reject_reason"]) for c in record.clips]
+    reference_combing = np.mean([combing(frame) for frame in progressive[::2]])  # ~0.4
+    combed = {c.row["start_frame"]: gray_frames(c.mp4) for c in kept_clips(curate(path, deinterlace=False))}
+    for clip in kept:
+        a = clip.row["start_frame"]
+        frames = gray_frames(clip.mp4)
+        assert len(frames) == clip.row["end_frame"] - a == clip.row["num_frames"]
+        assert np.mean([combing(f) for f in frames]) < 1.3 * reference_combing
+        assert np.mean([combing(f) for f in combed[a]]) > 1.6 * reference_combing  # the source is combed
+        top = np.mean([np.abs(f - progressive[2 * (a + j)]).mean() for j, f in enumerate(frames)])
+        bottom = np.mean([np.abs(f - progressive[2 * (a + j) + 1]).mean() for j, f in enumerate(frames)])
+        assert top < 4.0 and top < 0.6 * bottom, (a, top, bottom)
+
+
+def test_keyframes_of_interlaced_frames_show_one_instant(interlaced_video):
+    """The scan's keyframes of interlaced frames come from their top field: the picture at one
+    instant (50p frame 2k), not two fields blended into a double image."""
+    path, progressive = interlaced_video
+    scan = scan_video(str(path))
+    assert scan.keyframes
+    for key in scan.keyframes:
+        image = cv2.imdecode(np.frombuffer(key.jpeg, np.uint8), cv2.IMREAD_GRAYSCALE).astype(np.float32)
+        size = (image.shape[1], image.shape[0])
+        top, bottom = (
+            np.abs(image - cv2.resize(progressive[2 * key.frame_index + d], size, interpolation=cv2.INTER_AREA)).mean()
+            for d in (0, 1)
+        )
+        assert top < 0.6 * bottom, (key.frame_index, top, bottom)
+
+
+def kept_clips(record: VideoRecord) -> list:
+    return [c for c in record.clips if c.kept]
 
 
 @pytest.mark.parametrize("name", ["h264.mkv", "mpeg2_bframes.mpg", "raw.h264"])
