@@ -66,6 +66,9 @@ class ScanStage(Stage):
         with opencv_threads(self.config.decode_threads):
             record.scan = scan_video(record.path, self.config)
         record.keyframes = list(record.scan.keyframes)
+        # the frames that decode, which the clips' frame numbers count (the probe counted packets:
+        # more where a stream starts mid-GOP, as a cut MPEG-TS recording does)
+        record.video["frame_count"] = record.scan.num_frames
         record.video["seconds"] = record.video.get("seconds", 0.0) + time.perf_counter() - start
         return record
 

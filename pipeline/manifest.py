@@ -24,7 +24,7 @@ VIDEO_SCHEMA = pa.schema(
         pa.field("duration_s", pa.float64()),
         pa.field("fps", pa.float64()),  # average frame rate (frames / duration for variable frame rate)
         pa.field("vfr", pa.bool_()),  # variable frame rate detected
-        pa.field("frame_count", pa.int64()),
+        pa.field("frame_count", pa.int64()),  # frames that decode (the scan's count; the probe's packet count if it failed first)
         pa.field("width", pa.int32()),  # display size, after rotation
         pa.field("height", pa.int32()),
         pa.field("rotation", pa.int32()),

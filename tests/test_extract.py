@@ -158,6 +158,23 @@ def test_clips_hold_exactly_their_frames_in_any_container(sample_corpus, tmp_pat
             assert min(errors, key=errors.get) == 0, (name, a, b, k, errors)
 
 
+def test_stream_cut_mid_gop_counts_the_frames_that_decode(sample_corpus, tmp_path):
+    """An MPEG-TS recording cut in the middle of a GOP: the frames before the first keyframe do not
+    decode. ``frame_count`` is the frames that do (the clips' numbering), not the packets."""
+    whole = tmp_path / "whole.ts"
+    reencode(sample_corpus[1].path, whole, "mpegts", "libx264", {"preset": "ultrafast", "g": "24"})
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.ts"
+    cut.write_bytes(data[len(data) // 3 // 188 * 188 :])  # whole 188-byte transport packets
+    with av.open(str(cut)) as container:
+        decodable = sum(1 for _ in container.decode(video=0))
+    with av.open(str(cut)) as container:
+        packets = sum(1 for p in container.demux(video=0) if p.size)
+    record = curate(cut)
+    assert record.video["status"] == "ok", record.video.get("error")
+    assert packets > decodable and record.video["frame_count"] == decodable
+
+
 def test_variable_frame_rate_source_resampled_to_a_fixed_rate(sample_corpus, tmp_path):
     """A VFR source is probed as VFR; resampled to 8 fps, each output frame is the source frame
     nearest its time, and the clip lasts as long as its span in the source."""
