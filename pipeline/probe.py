@@ -55,9 +55,10 @@ class ProbeError(Exception):
     """The input cannot be curated; the message is the one-line reason for the manifest."""
 
 
-def probe_video(path: str) -> ProbeResult:
-    """Inspect a video; raise :class:`ProbeError` with a one-line reason when it is unusable."""
-    if file_size(path) == 0:
+def probe_video(path: str, size_bytes: int | None = None) -> ProbeResult:
+    """Inspect a video; raise :class:`ProbeError` with a one-line reason when it is unusable.
+    ``size_bytes``: the file's size when the caller has it (a remote stat is a request)."""
+    if (file_size(path) if size_bytes is None else size_bytes) == 0:
         raise ProbeError("empty file")
     with decode_source(path) as source:
         try:
@@ -173,7 +174,7 @@ class ProbeStage(Stage):
         record.video.update(path=record.path, status="ok", error=None, num_scenes=0, num_transitions=0, num_clips=0, num_kept=0)
         try:
             record.video["size_bytes"] = file_size(record.path)
-            result = probe_video(record.path)
+            result = probe_video(record.path, record.video["size_bytes"])
             record.video.update(
                 duration_s=result.duration_s,
                 fps=result.fps,
