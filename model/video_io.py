@@ -41,14 +41,14 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = 8, crf
 
 
 def read_video(path: str | os.PathLike) -> tuple[np.ndarray, float]:
-    """All frames of the first video stream as uint8 (F, H, W, 3) RGB, and the stream's frame rate."""
+    """All frames of the main video stream as uint8 (F, H, W, 3) RGB, and the stream's frame rate."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: video not found")
     with av.open(str(path)) as container:
         if not container.streams.video:
             raise ValueError(f"{path}: no video stream")
-        stream = container.streams.video[0]
+        stream = container.streams.best("video")  # FFmpeg's choice: not a cover picture listed first
         fps = float(stream.average_rate or stream.base_rate or 0)
         frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]
     if not frames:

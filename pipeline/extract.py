@@ -25,6 +25,7 @@ from av.video.reformatter import VideoReformatter
 from pipeline.colour import INTENTS, needs_sdr_conversion, sdr_converter
 from pipeline.deinterlace import deinterlaced
 from pipeline.io import decode_source
+from pipeline.probe import main_video_stream
 from pipeline.records import ClipRecord, VideoRecord
 from pipeline.scan import rotate_upright
 from pipeline.stage import Stage
@@ -144,7 +145,7 @@ def _decode_spans(
     ``deinterlace``, frames come out of ``bwdif`` (fed from each seek on, lead-in frames included).
     """
     with decode_source(path) as source, av.open(source) as container:
-        stream = container.streams.video[0]
+        stream = main_video_stream(container)
         stream.thread_type = "AUTO"
         stream.thread_count = threads
         tb = float(stream.time_base)

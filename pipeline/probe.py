@@ -66,10 +66,10 @@ def probe_video(path: str, size_bytes: int | None = None) -> ProbeResult:
         except av.FFmpegError as exc:
             raise ProbeError(f"not a video file ({exc.strerror or type(exc).__name__})") from None
         with container:
-            if not container.streams.video:
+            stream = main_video_stream(container)
+            if stream is None:
                 kinds = sorted({s.type for s in container.streams}) or ["no streams"]
                 raise ProbeError(f"no video stream (has {', '.join(kinds)})")
-            stream = container.streams.video[0]
             stream.thread_count = 1  # one frame to decode: starting a pool of decoder threads costs more than it saves
             codec = stream.codec_context.name
             width, height = stream.codec_context.width, stream.codec_context.height
@@ -127,6 +127,19 @@ def probe_video(path: str, size_bytes: int | None = None) -> ProbeResult:
     keyframe_times = np.sort(np.asarray(keyframe_pts, np.float64)) * time_base if len(pts) == frame_count else None
     width, height = display_size(width, height, sample_aspect, rotation)
     return ProbeResult(duration, fps, vfr, frame_count, width, height, rotation, codec, keyframe_times, colour, interlaced)
+
+
+def main_video_stream(container: av.container.InputContainer) -> av.video.stream.VideoStream | None:
+    """The video stream to curate: FFmpeg's choice (``av_find_best_stream``: the default, most frames),
+    never a cover picture (``attached_pic``: the thumbnail yt-dlp and taggers embed in Matroska and
+    MP4, which can come first) while a real one exists. Probe, scan and extraction all use this one."""
+    videos = list(container.streams.video)
+    pictures = [s for s in videos if s.disposition & av.stream.Disposition.attached_pic]
+    moving = [s for s in videos if s not in pictures] or videos
+    if not moving:
+        return None
+    best = container.streams.best("video")
+    return best if best in moving else moving[0]
 
 
 def quarter_turns(frame: av.VideoFrame) -> int:

@@ -38,7 +38,7 @@ import numpy as np
 from pipeline.colour import needs_sdr_conversion, sdr_converter
 from pipeline.deinterlace import top_field
 from pipeline.io import decode_source
-from pipeline.probe import display_size, quarter_turns
+from pipeline.probe import display_size, main_video_stream, quarter_turns
 from pipeline.records import Keyframe
 from pipeline.signals import BATCH_FRAMES, FrameSignals
 from pipeline.transitions import Transition, resolve_transitions
@@ -254,9 +254,9 @@ def scan_video(path: str, config: ScanConfig | None = None) -> ScanResult:
         except (av.error.FFmpegError, OSError, ValueError) as exc:
             raise ScanError(f"{path}: cannot open as a video: {exc}") from None
         try:
-            if not container.streams.video:
+            stream = main_video_stream(container)
+            if stream is None:
                 raise ScanError(f"{path}: no video stream")
-            stream = container.streams.video[0]
             stream.thread_type = "AUTO"
             stream.thread_count = config.decode_threads
             rate = stream.average_rate or stream.guessed_rate or stream.base_rate or Fraction(24)

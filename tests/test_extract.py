@@ -175,6 +175,43 @@ def test_stream_cut_mid_gop_counts_the_frames_that_decode(sample_corpus, tmp_pat
     assert packets > decodable and record.video["frame_count"] == decodable
 
 
+def with_cover_picture(source: str, path) -> None:
+    """``source`` remuxed into Matroska behind a cover picture: a one-frame MJPEG video stream listed
+    first, as a thumbnail embedded by a downloader or tagger can be."""
+    with av.open(source) as src, av.open(str(path), "w") as out:
+        video_in = src.streams.video[0]
+        cover = out.add_stream("mjpeg", rate=1)
+        cover.width, cover.height, cover.pix_fmt = 160, 90, "yuvj420p"
+        video = out.add_stream_from_template(video_in)
+        picture = av.VideoFrame.from_ndarray(np.full((90, 160, 3), 200, np.uint8), format="rgb24")
+        picture = picture.reformat(format="yuvj420p")
+        picture.pts, picture.time_base = 0, Fraction(1, 1)
+        for packet in [*cover.encode(picture), *cover.encode()]:
+            out.mux(packet)
+        for packet in src.demux(video_in):
+            if packet.dts is not None:
+                packet.stream = video
+                out.mux(packet)
+
+
+def test_cover_picture_listed_first_is_not_the_video(sample_corpus, tmp_path):
+    """The video stream curated is the moving one (FFmpeg's best stream), not a cover picture that
+    comes first: before, such files failed as "1 frame: not a video"."""
+    from model.video_io import read_video
+
+    path = tmp_path / "with_cover.mkv"
+    with_cover_picture(sample_corpus[1].path, path)
+    with av.open(str(path)) as container:
+        assert container.streams.video[0].codec_context.name == "mjpeg"
+    original, covered = curate(sample_corpus[1].path), curate(path)
+    assert covered.video["status"] == "ok", covered.video.get("error")
+    assert covered.video["frame_count"] == original.video["frame_count"] == sample_corpus[1].num_frames
+    spans = lambda record: [(c.row["start_frame"], c.row["end_frame"], c.row["num_frames"]) for c in kept_clips(record)]  # noqa: E731
+    assert spans(covered) == spans(original) and spans(original)
+    frames, _ = read_video(path)  # the editing command's reader
+    assert len(frames) == sample_corpus[1].num_frames
+
+
 def test_variable_frame_rate_source_resampled_to_a_fixed_rate(sample_corpus, tmp_path):
     """A VFR source is probed as VFR; resampled to 8 fps, each output frame is the source frame
     nearest its time, and the clip lasts as long as its span in the source."""

@@ -180,7 +180,7 @@ def test_scan_stage_runs_opencv_on_the_decoder_threads(sample_corpus, monkeypatc
 
     def fake_scan(path, config):
         seen.append(cv2.getNumThreads())
-        return SimpleNamespace(keyframes=[])
+        return SimpleNamespace(keyframes=[], num_frames=0)
 
     monkeypatch.setattr(curate, "scan_video", fake_scan)
     default = cv2.getNumThreads()
