@@ -7,7 +7,8 @@ frames. A span ``[s, e)`` is a candidate when:
 
 1. the frames before and after it differ (``P = f[s-1]``, ``N = f[e]``, mean |N - P| large);
 2. every frame inside is well explained as a blend ``P + a_k (N - P)`` (small residual), with
-   ``a_k`` rising steadily;
+   ``a_k`` rising steadily, without a jump (a hard cut inside a shaky or panning shot fits as flat
+   ``a``, a jump at the cut, flat again);
 3. detail dips in the middle, as a blend predicts: the variance of the Laplacian of a blend of
    two unrelated pictures is about ``(1-a)^2 G_A + a^2 G_B``, half the endpoints' mean at
    ``a = 1/2`` (checked both against the linear interpolation and against this prediction).
@@ -71,6 +72,7 @@ class BlendSpanDetector:
         max_residual: float = 0.6,
         max_sharpness_dip: float = 0.65,
         min_ramp_correlation: float = 0.9,
+        max_ramp_jump: float = 0.25,
         trim: float = 0.02,
         max_dip_mismatch: float = 1.5,
         black_luma: float = 12.0,
@@ -84,6 +86,7 @@ class BlendSpanDetector:
         self.max_residual = max_residual
         self.max_sharpness_dip = max_sharpness_dip
         self.min_ramp_correlation = min_ramp_correlation
+        self.max_ramp_jump = max_ramp_jump
         self.trim = trim
         self.max_dip_mismatch = max_dip_mismatch
         self.black_luma = black_luma
@@ -189,6 +192,11 @@ class BlendSpanDetector:
         if float(r_in.mean()) > self.max_residual:
             return
         if _ramp_correlation(a_in) < self.min_ramp_correlation:
+            return
+        # a dissolve rises step by step; a hard cut inside a moving shot fits a "blend" whose a jumps
+        # (0.13 -> 0.75 in one frame) between two flat runs, which passes the correlation test
+        rises = np.diff(a_in)
+        if len(rises) > 1 and rises.max() > max(self.max_ramp_jump, 3.0 * float(np.median(np.abs(rises)))):
             return
         if a_in[0] > 0.5 or a_in[-1] < 0.5:
             return

@@ -248,6 +248,20 @@ def test_cut_out_of_a_shaky_shot_is_found(tmp_path):
     assert [(t.kind, t.start) for t in found.transitions] == [("cut", cut)]
 
 
+@pytest.mark.parametrize("first, source, seed", [("shaky", "dem:gist_earth", 0), ("pan", "mri:bone", 1)])
+def test_cut_inside_a_moving_shot_is_not_taken_for_a_dissolve(tmp_path, first, source, seed):
+    """Frames drifting through a shaky or panning shot, then a cut: the blend fit explains the span
+    around the cut as a "dissolve" (its ``a`` flat, then a jump of 0.55-0.62 in one frame, then flat),
+    which swallowed the cut and the frames around it (41-57, 33-61). A dissolve's ``a`` rises step by
+    step: a jump rejects the fit, and the cut stands alone."""
+    from pipeline.samples import ShotSpec, make_video
+
+    shots = [ShotSpec(first, source, 48), ShotSpec("zoom", "hopper:" if seed == 0 else "dem:gist_earth", 48)]
+    video = make_video(tmp_path / "moving_cut.mp4", shots, seed=seed)
+    found = scan_video(video.path)
+    assert [(t.kind, t.start) for t in found.transitions] == [("cut", video.transitions[0].start)], found.transitions
+
+
 def test_compensated_cuts_need_a_spike_in_both_signals():
     from pipeline.signals import compensated_cuts
 
