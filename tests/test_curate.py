@@ -64,6 +64,7 @@ def test_manifests_and_shards(curated_output):
         row = videos[Path(video.path).name]
         assert row["status"] == "ok", row["error"]
         assert row["frame_count"] == video.num_frames and (row["width"], row["height"]) == (video.width, video.height)
+        assert (row["colour"], row["interlaced"]) == ("SDR", False)  # the samples: untagged 8-bit, progressive
 
     clips = read_clips(out)
     kept = [c for c in clips if c["kept"]]
