@@ -34,6 +34,11 @@ WIDE_PRIMARIES = {9: "BT.2020", 11: "DCI-P3", 12: "Display P3"}
 INTENTS = ("relative_colorimetric", "perceptual")
 """Rendering intents offered (FFmpeg's names); see the module docstring."""
 
+MATRIX_NAMES = {
+    0: "RGB", 1: "BT.709", 2: "unspecified", 5: "BT.470BG", 6: "SMPTE 170M", 9: "BT.2020 NCL", 10: "BT.2020 CL", 14: "ICtCp"
+}
+"""Names of AVCOL_SPC values (YUV matrices), for messages."""
+
 _GRAPHS_PER_THREAD = 8
 COLOUR_DESCRIPTION = ("color_range", "colorspace", "color_primaries", "color_trc")
 
@@ -51,6 +56,11 @@ def describe(frame: av.VideoFrame) -> str:
     return f"{transfer} {gamut}" if gamut else transfer
 
 
+class UnsupportedColourError(ValueError):
+    """FFmpeg's colour management cannot convert pictures of this description (e.g. the ICtCp or
+    BT.2020 constant-luminance matrix) to SDR."""
+
+
 class SdrConverter:
     """Scale frames to ``width x height`` in pixel format ``format`` (YUV or RGB) as SDR BT.709
     (limited range for YUV). Frames of any size, pixel format and colour description. The downscale
@@ -64,6 +74,7 @@ class SdrConverter:
         self.intent = intent
         self.threads = threads
         self._local = threading.local()
+        self._unsupported: dict[tuple, str] = {}  # colour descriptions that failed, and why
 
     def __call__(self, frame: av.VideoFrame, width: int, height: int, format: str) -> av.VideoFrame:
         local = self._local.__dict__
@@ -77,15 +88,27 @@ class SdrConverter:
         rgb = format.startswith(("rgb", "bgr", "gbr"))
         managed_format = "yuv444p" if rgb else format
         graphs: OrderedDict = local.setdefault("graphs", OrderedDict())
-        key = (width, height, frame.format.name, *(getattr(frame, tag) for tag in COLOUR_DESCRIPTION), managed_format)
-        graph = graphs.get(key)
-        if graph is None:
-            graph = graphs[key] = self._build(small, managed_format)
-            while len(graphs) > _GRAPHS_PER_THREAD:
-                graphs.popitem(last=False)
-        graphs.move_to_end(key)
-        graph.push(small)
-        out = graph.pull()
+        description = tuple(getattr(frame, tag) for tag in COLOUR_DESCRIPTION)
+        if description in self._unsupported:
+            raise UnsupportedColourError(self._unsupported[description])
+        key = (width, height, frame.format.name, *description, managed_format)
+        try:
+            graph = graphs.get(key)
+            if graph is None:
+                graph = graphs[key] = self._build(small, managed_format)
+                while len(graphs) > _GRAPHS_PER_THREAD:
+                    graphs.popitem(last=False)
+            graphs.move_to_end(key)
+            graph.push(small)
+            out = graph.pull()
+        except (av.error.FFmpegError, OSError) as exc:
+            graphs.pop(key, None)
+            message = (
+                f"cannot convert {describe(frame)} pictures (matrix {MATRIX_NAMES.get(frame.colorspace, frame.colorspace)})"
+                f" to SDR BT.709: FFmpeg's colour management says {exc.strerror or exc}"
+            )
+            self._unsupported[description] = message  # not tried again (a failed set-up can be slow)
+            raise UnsupportedColourError(message) from None
         if rgb:
             to_rgb = scalers.setdefault((width, height, format), VideoReformatter())
             out = to_rgb.reformat(out, format=format, threads=self.threads)  # BT.709 matrix, from the tags

@@ -35,7 +35,7 @@ import cv2
 from av.video.reformatter import VideoReformatter
 import numpy as np
 
-from pipeline.colour import needs_sdr_conversion, sdr_converter
+from pipeline.colour import UnsupportedColourError, needs_sdr_conversion, sdr_converter
 from pipeline.deinterlace import top_field
 from pipeline.io import decode_source
 from pipeline.probe import display_size, main_video_stream, quarter_turns
@@ -219,7 +219,7 @@ def _downscale_bgr(frame: av.VideoFrame, width: int, height: int, sws: VideoRefo
     slow at non-integer factors below 2x, other pixel formats): swscale's area filter. HDR and
     wide-gamut frames are converted to SDR BT.709 (:mod:`pipeline.colour`), as the clips are: the
     luma, sharpness and keyframes the filters and captions see are those of the clips."""
-    if needs_sdr_conversion(frame):
+    if needs_sdr_conversion(frame):  # raises UnsupportedColourError where FFmpeg cannot (ICtCp...)
         return sdr_converter("relative_colorimetric", threads)(frame, width, height, "bgr24").to_ndarray()
     large = frame.width >= 2 * width and frame.height >= 2 * height
     if frame.format.name == "yuv420p" and large and frame.width * frame.height <= CACHE_RESIDENT_PIXELS:
@@ -324,6 +324,8 @@ def scan_video(path: str, config: ScanConfig | None = None) -> ScanResult:
                             keyframes.append(Keyframe(frame_index=index, time_s=t, jpeg=buf.tobytes()))
                         while next_key_t <= t + 1e-6:
                             next_key_t += config.keyframe_interval_s
+            except UnsupportedColourError as exc:
+                raise ScanError(f"{path}: {exc}") from None
             except av.error.FFmpegError as exc:
                 if index < 0:
                     raise ScanError(f"{path}: cannot decode any frame: {exc}") from None

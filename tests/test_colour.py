@@ -9,7 +9,7 @@ import av
 import numpy as np
 import pytest
 
-from pipeline.colour import SdrConverter, describe, needs_sdr_conversion, sdr_converter
+from pipeline.colour import SdrConverter, UnsupportedColourError, describe, needs_sdr_conversion, sdr_converter
 from pipeline.config import ConfigError, load_config
 from pipeline.curate import CurateConfig
 from pipeline.samples import hdr_frames
@@ -100,3 +100,14 @@ def test_intent_is_validated():
     with pytest.raises(ConfigError, match="extract: hdr_to_sdr: expected one of relative_colorimetric, perceptual or null"):
         load_config(CurateConfig, None, ["extract.hdr_to_sdr=tonemap"])
     assert load_config(CurateConfig, None, ["extract.hdr_to_sdr=null"]).extract.hdr_to_sdr is None
+
+
+def test_a_matrix_ffmpeg_cannot_convert_is_a_clear_error():
+    """ICtCp (and BT.2020 constant-luminance) pictures: FFmpeg's colour management cannot convert them;
+    the error says which pictures, every time (the failed set-up is not tried again)."""
+    frame = flat_frame(pq_code(203), PQ)
+    frame.colorspace = 14  # ICtCp
+    convert = SdrConverter()
+    for _ in range(2):
+        with pytest.raises(UnsupportedColourError, match=r"cannot convert PQ BT.2020 pictures \(matrix ICtCp\) to SDR BT.709"):
+            convert(frame, 32, 18, "yuv420p")

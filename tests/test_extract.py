@@ -8,6 +8,7 @@ tagged BT.709, HDR pictures SDR, interlaced pictures progressive."""
 from __future__ import annotations
 
 import io
+import itertools
 from fractions import Fraction
 
 import av
@@ -342,6 +343,27 @@ def test_hdr_source_comes_out_sdr(sample_corpus, tmp_path, transfer, rotation):
     if transfer == "PQ":
         kept_hdr = kept_clips_rgb(curate(path, hdr_to_sdr=None))
         assert any(np.abs(kept_hdr[span] - reference[span]).mean() > 20.0 for span in common & kept_hdr.keys())
+
+
+def test_hdr_source_ffmpeg_cannot_convert_fails_with_the_reason(sample_corpus, tmp_path):
+    """PQ pictures with the ICtCp matrix: FFmpeg's colour management cannot make them SDR, so the video
+    ends failed, the reason saying so (the swscale error was reported as "cannot decode any frame")."""
+    hdr, ictcp = tmp_path / "pq.mp4", tmp_path / "ictcp.mp4"
+    make_hdr_copy(sample_corpus[1].path, hdr, "PQ")
+    with av.open(str(hdr)) as src, av.open(str(ictcp), "w") as out:
+        stream = src.streams.video[0]
+        encoder = out.add_stream("libx264", rate=stream.average_rate)
+        encoder.width, encoder.height, encoder.pix_fmt = stream.width, stream.height, "yuv420p10le"
+        encoder.options = {"preset": "ultrafast"}
+        context = encoder.codec_context
+        context.color_primaries, context.color_trc, context.colorspace, context.color_range = 9, 16, 14, 1
+        for frame in itertools.islice(src.decode(stream), 60):
+            frame.colorspace = 14
+            out.mux(encoder.encode(frame))
+        out.mux(encoder.encode())
+    record = curate(ictcp)
+    assert record.video["status"] == "failed"
+    assert "cannot convert PQ BT.2020 pictures (matrix ICtCp) to SDR BT.709" in record.video["error"]
 
 
 def combing(gray: np.ndarray) -> float:
