@@ -87,5 +87,7 @@ def top_field(frame: av.VideoFrame) -> av.VideoFrame:
         out[:, :width] = rows[::2][: target.height, :width]
     for tag in ("color_range", "colorspace", "color_primaries", "color_trc"):
         setattr(field, tag, getattr(frame, tag))
-    field.pts, field.time_base = frame.pts, frame.time_base
+    field.pts = frame.pts
+    if frame.time_base is not None:
+        field.time_base = frame.time_base
     return field
