@@ -40,7 +40,21 @@ MATRIX_NAMES = {
 """Names of AVCOL_SPC values (YUV matrices), for messages."""
 
 _GRAPHS_PER_THREAD = 8
-COLOUR_DESCRIPTION = ("color_range", "colorspace", "color_primaries", "color_trc")
+COLOUR_TAGS = ("colorspace", "color_primaries", "color_trc")
+"""A picture's colour description: the YUV matrix, the primaries and the transfer function."""
+COLOUR_DESCRIPTION = ("color_range", *COLOUR_TAGS)
+"""The same with the range of the values: everything a conversion reads."""
+
+
+def copy_colour_tags(target, source, tags: tuple[str, ...] = COLOUR_TAGS) -> None:
+    """Copy ``source``'s colour description (a frame) to ``target`` (a frame or an encoder's context).
+
+    On an encoder this is the stream's colour description (H.264 VUI): a reader that finds none
+    takes BT.601, so the colours of a BT.709 (HD) source shift (red 230 read back as 212) unless the
+    clip says BT.709, as the source did. Untagged sources stay untagged: read as they were read.
+    """
+    for tag in tags:
+        setattr(target, tag, getattr(source, tag))
 
 
 def needs_sdr_conversion(frame: av.VideoFrame) -> bool:
@@ -81,8 +95,7 @@ class SdrConverter:
         scalers: dict = local.setdefault("scalers", {})  # one per output: swscale keeps one context
         shrink = scalers.setdefault((width, height, None), VideoReformatter())
         small = shrink.reformat(frame, width, height, interpolation="AREA", threads=self.threads)
-        for tag in COLOUR_DESCRIPTION:  # scaling alone keeps the colours: the tags carry over
-            setattr(small, tag, getattr(frame, tag))
+        copy_colour_tags(small, frame, COLOUR_DESCRIPTION)  # scaling alone keeps the colours
         # swscale's colour management into RGB formats came out green-tinted (a magenta picture: G +11
         # levels, R and B +3); into YUV it is right: RGB is converted from full-chroma BT.709 YUV
         rgb = format.startswith(("rgb", "bgr", "gbr"))

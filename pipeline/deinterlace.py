@@ -21,6 +21,8 @@ import av
 import av.filter
 import numpy as np
 
+from pipeline.colour import COLOUR_DESCRIPTION, copy_colour_tags
+
 INTERLACED_FIELD_ORDERS = {2, 3, 4, 5}
 """AVFieldOrder values of interlaced streams: TT, BB, TB, BT (0: unknown, 1: progressive)."""
 
@@ -85,8 +87,7 @@ def top_field(frame: av.VideoFrame) -> av.VideoFrame:
         out = np.frombuffer(target, np.uint8).reshape(target.height, target.line_size)
         width = min(source.line_size, target.line_size)  # bytes: both hold the visible samples
         out[:, :width] = rows[::2][: target.height, :width]
-    for tag in ("color_range", "colorspace", "color_primaries", "color_trc"):
-        setattr(field, tag, getattr(frame, tag))
+    copy_colour_tags(field, frame, COLOUR_DESCRIPTION)
     field.pts = frame.pts
     if frame.time_base is not None:
         field.time_base = frame.time_base

@@ -22,7 +22,7 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
-from pipeline.colour import INTENTS, needs_sdr_conversion, sdr_converter
+from pipeline.colour import INTENTS, copy_colour_tags, needs_sdr_conversion, sdr_converter
 from pipeline.deinterlace import deinterlaced
 from pipeline.io import decode_source
 from pipeline.probe import main_video_stream
@@ -193,21 +193,6 @@ def _decode_spans(
 LIMITED_RANGE = 1  # AVCOL_RANGE_MPEG: luma 16-235, what every decoder assumes of an untagged H.264 stream
 
 
-COLOUR_TAGS = ("colorspace", "color_primaries", "color_trc")
-"""A picture's colour description: the YUV matrix, the primaries and the transfer function."""
-
-
-def _describe_colour(target, source) -> None:
-    """Copy ``source``'s colour description (a frame) to ``target`` (a frame or the encoder's context).
-
-    On the encoder this is the stream's colour description (H.264 VUI): a reader that finds none
-    takes BT.601, so the colours of a BT.709 (HD) source shift (red 230 read back as 212) unless the
-    clip says BT.709, as the source did. Untagged sources stay untagged: read as they were read.
-    """
-    for tag in COLOUR_TAGS:
-        setattr(target, tag, getattr(source, tag))
-
-
 class ClipEncoder:
     """Streams frames into an in-memory H.264 mp4, resampling to ``fps_out`` on the fly when set.
 
@@ -244,7 +229,7 @@ class ClipEncoder:
             dst_color_range=LIMITED_RANGE, threads=self.scaler_threads,
         )
         if self.count == 0:
-            _describe_colour(self.stream.codec_context, out)
+            copy_colour_tags(self.stream.codec_context, out)
         # constant-rate timestamps in the encoder's time base; the source's (pts and duration in its
         # own time base, 1/1000 in Matroska) are meaningless here and made the mp4 muxer fail
         out.pts = self.count
@@ -309,7 +294,7 @@ def extract_clips(record: VideoRecord, config: ExtractConfig) -> None:
         if rotation:
             rgb = frame.to_ndarray(format="rgb24", threads=config.decode_threads)
             upright = av.VideoFrame.from_ndarray(rotate_upright(rgb, rotation), format="rgb24")
-            _describe_colour(upright, frame)  # back to YUV with the source's matrix, tagged as the source
+            copy_colour_tags(upright, frame)  # back to YUV with the source's matrix, tagged as the source
             frame = upright
         current.add(frame, t)
     if current is not None:

@@ -16,8 +16,8 @@ import cv2
 import numpy as np
 import pytest
 
+from pipeline.colour import COLOUR_TAGS
 from pipeline.curate import CurateConfig, cpu_stages
-from pipeline.extract import COLOUR_TAGS
 from pipeline.records import VideoRecord
 from pipeline.samples import ShotSpec, make_hdr_copy, make_interlaced_copy, make_video, set_display_rotation, source_names
 from pipeline.scan import rotate_upright, scan_video
