@@ -21,11 +21,12 @@ from __future__ import annotations
 import functools
 import threading
 from collections import OrderedDict
-from fractions import Fraction
 
 import av
 import av.filter
 from av.video.reformatter import VideoReformatter
+
+from pipeline.filtergraph import filter_chain
 
 HDR_TRANSFERS = {16: "PQ", 18: "HLG"}
 """AVCOL_TRC values of HDR transfer functions (SMPTE ST 2084, ARIB STD-B67)."""
@@ -131,23 +132,12 @@ class SdrConverter:
         return out
 
     def _build(self, frame: av.VideoFrame, format: str) -> av.filter.Graph:
-        graph = av.filter.Graph()
-        source = graph.add_buffer(
-            width=frame.width, height=frame.height, format=frame.format.name,
-            time_base=frame.time_base or Fraction(1, 1000),
-        )
-        convert = graph.add(
-            "scale",
+        convert = (
             "out_transfer=bt709:out_primaries=bt709:out_color_matrix=bt709:out_range=tv"
-            f":intent={self.intent}:threads={self.threads}",
+            f":intent={self.intent}:threads={self.threads}"
         )
-        pixel_format = graph.add("format", format)
-        sink = graph.add("buffersink")
-        source.link_to(convert)
-        convert.link_to(pixel_format)
-        pixel_format.link_to(sink)
-        graph.configure()
-        return graph
+        size_and_format = (frame.width, frame.height, frame.format.name)
+        return filter_chain(*size_and_format, ("scale", convert), ("format", format), time_base=frame.time_base)
 
 
 @functools.lru_cache(maxsize=None)

@@ -14,7 +14,6 @@ takes the keyframes of interlaced frames from their top field (:func:`top_field`
 from __future__ import annotations
 
 from collections import deque
-from fractions import Fraction
 from typing import Iterator
 
 import av
@@ -22,6 +21,7 @@ import av.filter
 import numpy as np
 
 from pipeline.colour import COLOUR_DESCRIPTION, copy_colour_tags
+from pipeline.filtergraph import filter_chain
 
 INTERLACED_FIELD_ORDERS = {2, 3, 4, 5}
 """AVFieldOrder values of interlaced streams: TT, BB, TB, BT (0: unknown, 1: progressive)."""
@@ -66,16 +66,8 @@ def deinterlaced(frames: Iterator[av.VideoFrame], threads: int = 1) -> Iterator[
 
 
 def _bwdif(frame: av.VideoFrame, threads: int) -> av.filter.Graph:
-    graph = av.filter.Graph()
-    source = graph.add_buffer(
-        width=frame.width, height=frame.height, format=frame.format.name, time_base=frame.time_base or Fraction(1, 1000)
-    )
-    bwdif = graph.add("bwdif", f"mode=send_frame:parity=auto:deint=interlaced:threads={threads}")
-    sink = graph.add("buffersink")
-    source.link_to(bwdif)
-    bwdif.link_to(sink)
-    graph.configure()
-    return graph
+    bwdif = ("bwdif", f"mode=send_frame:parity=auto:deint=interlaced:threads={threads}")
+    return filter_chain(frame.width, frame.height, frame.format.name, bwdif, time_base=frame.time_base)
 
 
 def top_field(frame: av.VideoFrame) -> av.VideoFrame:

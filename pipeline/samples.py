@@ -26,9 +26,10 @@ from functools import lru_cache
 from pathlib import Path
 
 import av
-import av.filter
 import cv2
 import numpy as np
+
+from pipeline.filtergraph import filter_chain
 
 SHOT_KINDS = ("pan", "zoom", "panzoom", "still", "shaky", "dark")
 TRANSITION_KINDS = ("cut", "dissolve", "fade")
@@ -597,16 +598,8 @@ def hdr_frames(frames, transfer: str):
     graph = None
     for frame in frames:
         if graph is None:
-            graph = av.filter.Graph()
-            source = graph.add_buffer(
-                width=frame.width, height=frame.height, format=frame.format.name, time_base=Fraction(1, 1000)
-            )
-            convert = graph.add(
-                "scale", f"out_color_matrix=bt2020nc:out_primaries=bt2020:out_transfer={name}:out_range=tv"
-            )
-            to_10_bit, sink = graph.add("format", "yuv420p10le"), graph.add("buffersink")
-            source.link_to(convert), convert.link_to(to_10_bit), to_10_bit.link_to(sink)
-            graph.configure()
+            convert = ("scale", f"out_color_matrix=bt2020nc:out_primaries=bt2020:out_transfer={name}:out_range=tv")
+            graph = filter_chain(frame.width, frame.height, frame.format.name, convert, ("format", "yuv420p10le"))
         if frame.colorspace == 2:  # unspecified
             frame.colorspace = 6 if frame.format.name.startswith("yuv") else 1  # BT.601 YUV (RGB has no matrix)
         frame.color_primaries = frame.color_trc = 1  # BT.709
@@ -640,11 +633,8 @@ def make_interlaced_copy(source: str | Path, path: str | Path, gop: int = 25) ->
         rate = stream.average_rate / 2
         frames = [f.to_ndarray(format="rgb24") for f in src.decode(stream)]
     height, width = frames[0].shape[:2]
-    graph = av.filter.Graph()  # setfield: the flags an interlaced camera's frames carry
-    source_pad = graph.add_buffer(width=width, height=height, format="yuv420p", time_base=1 / rate)
-    set_field, sink = graph.add("setfield", "tff"), graph.add("buffersink")
-    source_pad.link_to(set_field), set_field.link_to(sink)
-    graph.configure()
+    # the flags an interlaced camera's frames carry
+    graph = filter_chain(width, height, "yuv420p", ("setfield", "tff"), time_base=1 / rate)
     with av.open(str(path), "w") as out:
         encoder = out.add_stream("libx264", rate=rate)
         encoder.width, encoder.height, encoder.pix_fmt = width, height, "yuv420p"

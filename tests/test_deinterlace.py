@@ -6,11 +6,11 @@ from __future__ import annotations
 from fractions import Fraction
 
 import av
-import av.filter
 import numpy as np
 import pytest
 
 from pipeline.deinterlace import deinterlaced, is_interlaced, top_field
+from pipeline.filtergraph import filter_chain
 
 
 def frames_of(format: str, count: int, size=(64, 36), interlaced: bool = False) -> list[av.VideoFrame]:
@@ -24,11 +24,7 @@ def frames_of(format: str, count: int, size=(64, 36), interlaced: bool = False) 
         frame.pts, frame.time_base = 1000 + 40 * i, Fraction(1, 1000)
         frames.append(frame)
     if interlaced:  # flag them as a camera's interlaced frames are (setfield)
-        graph = av.filter.Graph()
-        source = graph.add_buffer(width=size[0], height=size[1], format=format, time_base=Fraction(1, 1000))
-        set_field, sink = graph.add("setfield", "tff"), graph.add("buffersink")
-        source.link_to(set_field), set_field.link_to(sink)
-        graph.configure()
+        graph = filter_chain(*size, format, ("setfield", "tff"))
         flagged = []
         for frame in frames:
             graph.push(frame)
