@@ -22,7 +22,7 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
-from pipeline.colour import INTENTS, copy_colour_tags, needs_sdr_conversion, sdr_converter
+from pipeline.colour import INTENTS, SdrConverter, copy_colour_tags, needs_sdr_conversion, sdr_converter
 from pipeline.deinterlace import deinterlaced
 from pipeline.io import decode_source
 from pipeline.probe import main_video_stream
@@ -165,15 +165,16 @@ def _decode_spans(
         frames = None
         for index, (a, b) in enumerate(spans):
             t0 = float(frame_times[a])
+            fresh = None  # a new run of decoded frames: from the start, or from a seek
             if frames is None and not by_time:
-                frames = deinterlaced(container.decode(stream), threads) if deinterlace else container.decode(stream)
+                fresh = container.decode(stream)
             elif by_time and (
                 frames is None or a <= position or _seek_saves_decoding(frame_times, position, a, keyframe_times, seek_gap_s)
             ):
                 half = 0.5 * (float(frame_times[a + 1]) - t0) if a + 1 < len(frame_times) else 0.0
-                frames = _decode_from_before(container, stream, t0 + time_origin_s - half, a, number_of)
-                if deinterlace:
-                    frames = deinterlaced(frames, threads)
+                fresh = _decode_from_before(container, stream, t0 + time_origin_s - half, a, number_of)
+            if fresh is not None:
+                frames = deinterlaced(fresh, threads) if deinterlace else fresh
             expected = a
             for frame in frames:
                 number = number_of(frame)
@@ -196,10 +197,20 @@ LIMITED_RANGE = 1  # AVCOL_RANGE_MPEG: luma 16-235, what every decoder assumes o
 class ClipEncoder:
     """Streams frames into an in-memory H.264 mp4, resampling to ``fps_out`` on the fly when set.
 
-    Resampling takes, for each output time t0 + k/fps_out, the nearest source frame.
+    Resampling takes, for each output time t0 + k/fps_out, the nearest source frame. Each frame
+    written is first made SDR and upright where the source needs it (:meth:`_prepared`).
     """
 
-    def __init__(self, fps: float, size: tuple[int, int], config: ExtractConfig, resample: bool, span: tuple[float, float]) -> None:
+    def __init__(
+        self,
+        fps: float,
+        size: tuple[int, int],
+        config: ExtractConfig,
+        resample: bool,
+        span: tuple[float, float],
+        rotation: int = 0,
+        to_sdr: SdrConverter | None = None,
+    ) -> None:
         self.buffer = io.BytesIO()
         self.container = av.open(self.buffer, "w", format="mp4")
         rate = Fraction(fps).limit_denominator(1001)
@@ -220,8 +231,30 @@ class ClipEncoder:
         self.count = 0
         # one reformatter per clip keeps its swscale context (``frame.reformat`` builds one per frame)
         self.reformatter = VideoReformatter()
+        self.rotation = rotation
+        self.to_sdr = to_sdr
+        self._last_prepared: tuple[av.VideoFrame, av.VideoFrame] | None = None  # (source frame, prepared)
+
+    def _prepared(self, frame: av.VideoFrame) -> av.VideoFrame:
+        """``frame`` as the clip shows it: SDR (HDR and wide-gamut sources, at the clip's size in the coded
+        orientation: the scaler then has nothing left to do) and upright (rotated sources). Only for the
+        frames written (resampling drops frames), once each (it repeats some)."""
+        if self._last_prepared is not None and self._last_prepared[0] is frame:
+            return self._last_prepared[1]
+        source = frame
+        if self.to_sdr is not None and needs_sdr_conversion(frame):
+            coded = self.size[::-1] if self.rotation in (90, 270) else self.size
+            frame = self.to_sdr(frame, *coded, "yuv420p")
+        if self.rotation:
+            rgb = frame.to_ndarray(format="rgb24", threads=self.scaler_threads)
+            upright = av.VideoFrame.from_ndarray(rotate_upright(rgb, self.rotation), format="rgb24")
+            copy_colour_tags(upright, frame)  # back to YUV with the source's matrix, tagged as the source
+            frame = upright
+        self._last_prepared = (source, frame)
+        return frame
 
     def _write(self, frame: av.VideoFrame) -> None:
+        frame = self._prepared(frame)
         # area averaging: the right filter for a downscale (sizes never grow), and swscale's fastest here;
         # limited range, which every reader assumes of these clips: full-range sources (some phones, MJPEG) are converted
         out = self.reformatter.reformat(
@@ -285,17 +318,9 @@ def extract_clips(record: VideoRecord, config: ExtractConfig) -> None:
             clip = kept[index]
             size = output_size(clip.row["source_width"], clip.row["source_height"], config.max_short_side)
             fps = config.fps or float(clip.row["source_fps"])
-            current = ClipEncoder(fps, size, config, resample=bool(config.fps), span=(t, float(clip.row["end_s"])))
+            span = (t, float(clip.row["end_s"]))
+            current = ClipEncoder(fps, size, config, bool(config.fps), span, rotation=rotation, to_sdr=to_sdr)
             current_index = index
-        if to_sdr is not None and needs_sdr_conversion(frame):
-            # at the clip's size in the coded orientation (the encoder's scaler then has nothing to do)
-            coded = size[::-1] if rotation in (90, 270) else size
-            frame = to_sdr(frame, *coded, "yuv420p")
-        if rotation:
-            rgb = frame.to_ndarray(format="rgb24", threads=config.decode_threads)
-            upright = av.VideoFrame.from_ndarray(rotate_upright(rgb, rotation), format="rgb24")
-            copy_colour_tags(upright, frame)  # back to YUV with the source's matrix, tagged as the source
-            frame = upright
         current.add(frame, t)
     if current is not None:
         _finish(kept[current_index], current)
