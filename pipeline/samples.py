@@ -29,6 +29,7 @@ import av
 import cv2
 import numpy as np
 
+from pipeline.colour import HDR_TRANSFERS
 from pipeline.filtergraph import filter_chain
 
 SHOT_KINDS = ("pan", "zoom", "panzoom", "still", "shaky", "dark")
@@ -586,15 +587,15 @@ def set_display_rotation(path: str | Path, rotation: int) -> None:
     path.write_bytes(bytes(data))
 
 
-HDR_TRANSFERS = {"PQ": ("smpte2084", 16), "HLG": ("arib-std-b67", 18)}
-"""Names (FFmpeg's option value, AVCOL_TRC value) of the HDR transfers :func:`make_hdr_copy` writes."""
+FFMPEG_TRANSFER_NAMES = {"PQ": "smpte2084", "HLG": "arib-std-b67"}
+"""FFmpeg's names of the HDR transfers :func:`make_hdr_copy` writes (their values: ``colour.HDR_TRANSFERS``)."""
 
 
 def hdr_frames(frames, transfer: str):
     """SDR frames (BT.709 colours; untagged ones read as BT.601 YUV, as every reader does) as 10-bit
     BT.2020 HDR frames with ``transfer`` (``PQ`` or ``HLG``), SDR white at HDR reference white:
     FFmpeg's colour management (the ``scale`` filter), the inverse of what phones' SDR exports do."""
-    name, _ = HDR_TRANSFERS[transfer]
+    name = FFMPEG_TRANSFER_NAMES[transfer]
     graph = None
     for frame in frames:
         if graph is None:
@@ -617,7 +618,7 @@ def make_hdr_copy(source: str | Path, path: str | Path, transfer: str) -> None:
         encoder.options = {"preset": "ultrafast", "crf": "12"}
         context = encoder.codec_context
         context.color_primaries, context.colorspace, context.color_range = 9, 9, 1
-        context.color_trc = HDR_TRANSFERS[transfer][1]
+        context.color_trc = next(value for value, name in HDR_TRANSFERS.items() if name == transfer)
         for i, hdr in enumerate(hdr_frames(src.decode(stream), transfer)):
             hdr.pts, hdr.time_base = i, 1 / stream.average_rate
             out.mux(encoder.encode(hdr))

@@ -146,7 +146,7 @@ def test_clips_hold_exactly_their_frames_in_any_container(sample_corpus, tmp_pat
         record.probe.keyframe_times_s = None
     record = run_on(record, stages[-1:])
     assert record.video["status"] == "ok", record.video.get("error")
-    kept = [c for c in record.clips if c.kept]
+    kept = record.kept_clips()
     assert kept, "no clip kept: nothing to check"
     source = gray_frames(path)  # the decoder's own order: what the scan numbered
     for clip in kept:
@@ -207,7 +207,7 @@ def test_cover_picture_listed_first_is_not_the_video(sample_corpus, tmp_path):
     original, covered = curate(sample_corpus[1].path), curate(path)
     assert covered.video["status"] == "ok", covered.video.get("error")
     assert covered.video["frame_count"] == original.video["frame_count"] == sample_corpus[1].num_frames
-    spans = lambda record: [(c.row["start_frame"], c.row["end_frame"], c.row["num_frames"]) for c in kept_clips(record)]  # noqa: E731
+    spans = lambda record: [(c.row["start_frame"], c.row["end_frame"], c.row["num_frames"]) for c in record.kept_clips()]  # noqa: E731
     assert spans(covered) == spans(original) and spans(original)
     frames, _ = read_video(path)  # the editing command's reader
     assert len(frames) == sample_corpus[1].num_frames
@@ -225,7 +225,7 @@ def test_variable_frame_rate_source_resampled_to_a_fixed_rate(sample_corpus, tmp
     record = curate(path, fps=8.0)
     assert record.video["status"] == "ok", record.video.get("error")
     assert record.video["vfr"]
-    kept = [c for c in record.clips if c.kept]
+    kept = record.kept_clips()
     assert kept
     source = gray_frames(path)
     for clip in kept:
@@ -254,7 +254,7 @@ def test_anamorphic_source_is_extracted_with_square_pixels(sample_corpus, tmp_pa
     assert record.scan.analysis_size == (160, 90) and (record.scan.width, record.scan.height) == (320, 180)
     record = run_on(record, stages[-1:])
     assert record.video["status"] == "ok", record.video.get("error")
-    kept = [c for c in record.clips if c.kept]
+    kept = record.kept_clips()
     assert kept
     reference = gray_frames(original)
     for clip in kept:
@@ -400,10 +400,10 @@ def test_interlaced_source_comes_out_progressive(interlaced_video, seeks):
         record.probe.keyframe_times_s = None
     record = run_on(record, stages[-1:])
     assert record.video["interlaced"] and record.video["status"] == "ok"
-    kept = [c for c in record.clips if c.kept]
+    kept = record.kept_clips()
     assert len(kept) == 2, [(c.row["start_frame"], c.row["reject_reason"]) for c in record.clips]
     reference_combing = np.mean([combing(frame) for frame in progressive[::2]])  # ~0.4
-    combed = {c.row["start_frame"]: gray_frames(c.mp4) for c in kept_clips(curate(path, deinterlace=False))}
+    combed = {c.row["start_frame"]: gray_frames(c.mp4) for c in curate(path, deinterlace=False).kept_clips()}
     for clip in kept:
         a = clip.row["start_frame"]
         frames = gray_frames(clip.mp4)
@@ -429,10 +429,6 @@ def test_keyframes_of_interlaced_frames_show_one_instant(interlaced_video):
             for d in (0, 1)
         )
         assert top < 0.6 * bottom, (key.frame_index, top, bottom)
-
-
-def kept_clips(record: VideoRecord) -> list:
-    return [c for c in record.clips if c.kept]
 
 
 @pytest.mark.parametrize("name", ["h264.mkv", "mpeg2_bframes.mpg", "raw.h264"])
