@@ -69,6 +69,10 @@ class ScanStage(Stage):
         # the frames that decode, which the clips' frame numbers count (the probe counted packets:
         # more where a stream starts mid-GOP, as a cut MPEG-TS recording does)
         record.video["frame_count"] = record.scan.num_frames
+        scan = record.scan
+        record.video["damaged_frames"] = scan.decode_report.damaged_frames
+        notes = [note for note in (scan.decode_report.summary(), scan.decode_error) if note]
+        record.video["warning"] = "; ".join(notes) or None
         record.video["seconds"] = record.video.get("seconds", 0.0) + time.perf_counter() - start
         return record
 

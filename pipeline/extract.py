@@ -23,6 +23,7 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 
 from pipeline.colour import INTENTS, SdrConverter, copy_colour_tags, needs_sdr_conversion, sdr_converter
+from pipeline.decoding import decode_frames
 from pipeline.deinterlace import deinterlaced
 from pipeline.io import decode_source
 from pipeline.probe import main_video_stream
@@ -100,7 +101,7 @@ def _decode_from_before(container, stream, t: float, frame: int, number_of) -> I
     while True:
         target = max(t - back, 0.0)
         container.seek(int(target / tb), stream=stream, backward=True, any_frame=False)
-        frames = container.decode(stream)
+        frames = decode_frames(container, stream)
         first = next(frames, None)
         if first is None:
             return iter(())
@@ -143,6 +144,7 @@ def _decode_spans(
     longer than ``seek_gap_s``); frames a decoder emits out of place after a seek (open GOPs) are
     skipped. Without timestamps, frames are counted from the start, never seeking. With
     ``deinterlace``, frames come out of ``bwdif`` (fed from each seek on, lead-in frames included).
+    Packets the decoder rejects are skipped, as the scan skips them (:mod:`pipeline.decoding`).
     """
     with decode_source(path) as source, av.open(source) as container:
         stream = main_video_stream(container)
@@ -167,7 +169,7 @@ def _decode_spans(
             t0 = float(frame_times[a])
             fresh = None  # a new run of decoded frames: from the start, or from a seek
             if frames is None and not by_time:
-                fresh = container.decode(stream)
+                fresh = decode_frames(container, stream)
             elif by_time and (
                 frames is None or a <= position or _seek_saves_decoding(frame_times, position, a, keyframe_times, seek_gap_s)
             ):

@@ -31,6 +31,8 @@ VIDEO_SCHEMA = pa.schema(
         pa.field("codec", pa.string()),
         pa.field("interlaced", pa.bool_()),  # fields, not frames: the clips are deinterlaced (extract.deinterlace)
         pa.field("colour", pa.string()),  # "SDR", "HLG BT.2020", "PQ BT.2020"...: the clips are SDR BT.709 (extract.hdr_to_sdr)
+        pa.field("damaged_frames", pa.int64()),  # frames left out of clips: decoded from damaged packets (pipeline.decoding)
+        pa.field("warning", pa.string()),  # one line when an ok video decoded only in part (packets skipped, decoding stopped early)
         pa.field("num_scenes", pa.int32()),
         pa.field("num_transitions", pa.int32()),
         pa.field("num_clips", pa.int32()),

@@ -651,6 +651,26 @@ def make_interlaced_copy(source: str | Path, path: str | Path, gop: int = 25) ->
         out.mux(encoder.encode())
 
 
+def make_damaged_copy(source: str | Path, path: str | Path, packets: list[int]) -> list[float]:
+    """A copy of an H.264/HEVC mp4 with the given packets (decode order, 0 = first) damaged as a bad
+    sector or a broken download leaves them: each packet's first NAL length field is overwritten
+    (0xFFFFFFFF), so the decoder rejects the packet and the frames predicted from it show the hole.
+    Returns the damaged packets' presentation times (seconds, the stream's clock)."""
+    data = bytearray(Path(source).read_bytes())
+    with av.open(str(source)) as container:
+        stream = container.streams.video[0]
+        found = {i: (p.pos, float(p.pts * p.time_base)) for i, p in enumerate(container.demux(stream)) if p.size}
+    times = []
+    for index in packets:
+        if index not in found:
+            raise ValueError(f"{source}: no packet {index} (it has {len(found)})")
+        position, pts = found[index]
+        data[position : position + 4] = b"\xff\xff\xff\xff"
+        times.append(pts)
+    Path(path).write_bytes(data)
+    return times
+
+
 # --------------------------------------------------------------------------------------------
 # Broken inputs
 # --------------------------------------------------------------------------------------------

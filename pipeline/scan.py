@@ -17,6 +17,10 @@ a batch at a time (:mod:`pipeline.signals`), come
 HDR and wide-gamut frames are analysed, and their keyframes taken, as SDR BT.709: as extraction
 writes the clips (:mod:`pipeline.colour`). Keyframes of interlaced frames come from their top field.
 
+Packets the decoder rejects are skipped (:mod:`pipeline.decoding`); the frames they damage, up to
+the next keyframe, are in no shot, and cuts or blends next to them (garbage beside clean frames)
+are dropped.
+
 Memory is bounded: only per-frame scalars grow with the video; frames live in small ring
 buffers. Frame times come from pts (VFR-safe); rotation metadata is applied.
 """
@@ -36,6 +40,7 @@ from av.video.reformatter import VideoReformatter
 import numpy as np
 
 from pipeline.colour import UnsupportedColourError, needs_sdr_conversion, sdr_converter
+from pipeline.decoding import DecodeReport, decode_frames
 from pipeline.deinterlace import top_field
 from pipeline.io import decode_source
 from pipeline.probe import display_size, main_video_stream, quarter_turns
@@ -159,6 +164,8 @@ class ScanResult:
     seconds: float  # wall time of the scan
     rotation: int = 0  # display rotation applied (degrees counter-clockwise)
     decode_error: str | None = None  # set when decoding stopped early (truncated file): results cover what decoded
+    damaged: list[tuple[int, int]] = field(default_factory=list)  # runs of damaged frames (pipeline.decoding): in no shot
+    decode_report: DecodeReport = field(default_factory=DecodeReport)
     time_origin_s: float | None = None
     """Stream time of the first frame (``frame_times`` count from it): what extraction adds to seek
     and match frames by time. None when the frames lack usable timestamps (no pts, or times not
@@ -232,6 +239,22 @@ def _downscale_bgr(frame: av.VideoFrame, width: int, height: int, sws: VideoRefo
     return sws.reformat(frame, width, height, "bgr24", interpolation="AREA", threads=threads).to_ndarray()
 
 
+def shots_without(shots: list[tuple[int, int]], runs: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """``shots`` with the frames of ``runs`` (sorted ``[start, end)`` ranges) cut out: a shot a run
+    falls inside becomes the pieces on either side."""
+    pieces = []
+    for start, end in shots:
+        for run_start, run_end in runs:
+            if run_end <= start or run_start >= end:
+                continue
+            if run_start > start:
+                pieces.append((start, run_start))
+            start = max(start, run_end)
+        if start < end:
+            pieces.append((start, end))
+    return pieces
+
+
 @contextlib.contextmanager
 def opencv_threads(threads: int) -> Iterator[None]:
     """OpenCV's worker threads for the block: ``threads`` (0: its default, one per core), as the
@@ -277,9 +300,10 @@ def scan_video(path: str, config: ScanConfig | None = None) -> ScanResult:
             rotation = 0
             geom = None  # (analysis w, h, flow w, h, blend w, h, display w, h, keyframe w, h)
             decode_error = None
+            report = DecodeReport()
             index = -1
             try:
-                for frame in container.decode(stream):
+                for frame in decode_frames(container, stream, report):  # damaged packets skipped, damage noted
                     index += 1
                     if geom is None:
                         rotation = quarter_turns(frame)
@@ -332,7 +356,8 @@ def scan_video(path: str, config: ScanConfig | None = None) -> ScanResult:
                 decode_error = f"decoding stopped after {index + 1} frames: {exc}"
                 log.warning("%s: %s", path, decode_error)
             if index < 0:
-                raise ScanError(f"{path}: no decodable video frames")
+                rejected = f" ({report.rejected_packets} packets rejected, first: {report.first_rejection})" if report.rejected_packets else ""
+                raise ScanError(f"{path}: no decodable video frames{rejected}")
             signals.add(batch[:pending], times[len(times) - pending :])
             signals.finish()
         finally:
@@ -343,9 +368,18 @@ def scan_video(path: str, config: ScanConfig | None = None) -> ScanResult:
     times_usable = timed_frames == n and bool(np.all(np.diff(frame_times) > 0))
     luma_arr = np.asarray(signals.luma, np.float32)
     blends = signals.blend.finish() if signals.blend is not None else []
+    cuts = sorted(signals.cuts)
+    if report.damaged:  # cuts and blends the damage made (garbage next to clean frames) are not the video's
+        log.warning("%s: %s", path, report.summary())
+        damaged = np.zeros(n + 1, bool)
+        for start, end in report.damaged:
+            damaged[start:end] = True
+        cuts = [k for k in cuts if not damaged[max(k - 1, 0) : k + 1].any()]
+        blends = [b for b in blends if not damaged[max(b.start - 1, 0) : b.end + 1].any()]
     transitions, shots = resolve_transitions(
-        n, sorted(signals.cuts), blends, luma_arr, black_luma=config.black_luma, cut_tolerance=config.cut_merge_frames
+        n, cuts, blends, luma_arr, black_luma=config.black_luma, cut_tolerance=config.cut_merge_frames
     )
+    shots = shots_without(shots, report.damaged)  # damaged frames belong to no clip
     motion_arr = np.asarray(signals.motion, np.float32)
     gmotion_arr = signals.global_motion
     # flow across a cut or through a transition is not camera motion
@@ -373,6 +407,8 @@ def scan_video(path: str, config: ScanConfig | None = None) -> ScanResult:
         seconds=time.perf_counter() - t_start,
         rotation=rotation,
         decode_error=decode_error,
+        damaged=list(report.damaged),
+        decode_report=report,
         time_origin_s=first_pts_t if times_usable else None,
         meta={
             "blend_candidates": signals.blend.num_candidates if signals.blend is not None else 0,

@@ -65,6 +65,7 @@ def test_manifests_and_shards(curated_output):
         assert row["status"] == "ok", row["error"]
         assert row["frame_count"] == video.num_frames and (row["width"], row["height"]) == (video.width, video.height)
         assert (row["colour"], row["interlaced"]) == ("SDR", False)  # the samples: untagged 8-bit, progressive
+        assert (row["damaged_frames"], row["warning"]) == (0, None)  # decoded whole, nothing skipped
 
     clips = read_clips(out)
     kept = [c for c in clips if c["kept"]]

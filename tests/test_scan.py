@@ -174,13 +174,14 @@ def test_scan_stage_runs_opencv_on_the_decoder_threads(sample_corpus, monkeypatc
     import cv2
 
     import pipeline.curate as curate
+    from pipeline.decoding import DecodeReport
     from pipeline.records import VideoRecord
 
     seen = []
 
     def fake_scan(path, config):
         seen.append(cv2.getNumThreads())
-        return SimpleNamespace(keyframes=[], num_frames=0)
+        return SimpleNamespace(keyframes=[], num_frames=0, decode_report=DecodeReport(), decode_error=None)
 
     monkeypatch.setattr(curate, "scan_video", fake_scan)
     default = cv2.getNumThreads()
