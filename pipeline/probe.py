@@ -17,6 +17,7 @@ import av
 import numpy as np
 
 from pipeline.colour import describe
+from pipeline.decoding import REJECTED_PACKET
 from pipeline.deinterlace import is_interlaced
 from pipeline.io import content_hash, decode_source, file_size
 from pipeline.records import VideoRecord
@@ -78,15 +79,12 @@ def probe_video(path: str, size_bytes: int | None = None) -> ProbeResult:
             pts: list[int] = []
             keyframe_pts: list[int] = []
             packets = 0
-            corrupt = 0
             first = None  # the first frame must decode (and tells the rotation): decoded on the way
             try:
                 for packet in container.demux(stream):
                     if packet.size == 0:
                         continue
                     packets += 1
-                    if packet.is_corrupt:
-                        corrupt += 1
                     if packet.pts is not None:
                         pts.append(packet.pts)
                         if packet.is_keyframe:
@@ -102,8 +100,6 @@ def probe_video(path: str, size_bytes: int | None = None) -> ProbeResult:
             rotation = quarter_turns(first)
             colour = describe(first)
             interlaced = is_interlaced(stream.codec_context.field_order, first)
-            if corrupt:
-                raise ProbeError(f"truncated or corrupt stream ({corrupt} corrupt packet{'s' if corrupt > 1 else ''})")
             declared = int(stream.frames or 0)
             if declared and packets < declared:
                 raise ProbeError(f"truncated: header declares {declared} frames, only {packets} present")
@@ -157,10 +153,13 @@ def display_size(width: int, height: int, sample_aspect: Fraction | None, rotati
 
 
 def _decode_first(stream, packet) -> av.VideoFrame | None:
-    """The first frame decoding ``packet`` gives (None: flush the decoder), if any; a decoder error
-    is a :class:`ProbeError`."""
+    """The first frame decoding ``packet`` gives (None: flush the decoder), if any. A packet the
+    decoder rejects (damaged) gives none, as the scan skips it; any other decoder error is a
+    :class:`ProbeError`."""
     try:
         frames = stream.decode(packet)
+    except REJECTED_PACKET:
+        return None
     except av.FFmpegError as exc:
         raise ProbeError(f"undecodable video stream ({exc.strerror or exc})") from None
     return frames[0] if frames else None

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import io
 import json
 import math
 import struct
@@ -669,6 +670,24 @@ def make_damaged_copy(source: str | Path, path: str | Path, packets: list[int]) 
         times.append(pts)
     Path(path).write_bytes(data)
     return times
+
+
+def make_lossy_ts_copy(source: str | Path, path: str | Path, lost: int = 3) -> None:
+    """An MPEG-TS copy of a video (stream copy) with ``lost`` consecutive 188-byte transport packets
+    missing from the middle, as a broadcast capture or a UDP stream loses them: the demuxer sees the
+    continuity counter jump and flags the frame's packet corrupt."""
+    buffer = io.BytesIO()
+    with av.open(str(source)) as src, av.open(buffer, "w", format="mpegts") as out:
+        stream = src.streams.video[0]
+        copy = out.add_stream_from_template(stream)
+        for packet in src.demux(stream):
+            if packet.size:
+                packet.stream = copy
+                out.mux(packet)
+    data = bytearray(buffer.getvalue())
+    middle = len(data) // 188 // 2 * 188
+    del data[middle : middle + lost * 188]
+    Path(path).write_bytes(data)
 
 
 # --------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import pytest
 from pipeline.curate import CurateConfig, cpu_stages
 from pipeline.decoding import DecodeReport, decode_frames
 from pipeline.records import VideoRecord
-from pipeline.samples import ShotSpec, make_damaged_copy, make_video
+from pipeline.samples import ShotSpec, make_damaged_copy, make_lossy_ts_copy, make_video
 from pipeline.scan import scan_video, shots_without
 
 
@@ -99,3 +99,36 @@ def test_report_line_names_the_packets_and_frames():
         "41 damaged frame(s) left out of clips (frames 55-94, 120)"
     )
     assert DecodeReport().summary() is None
+
+
+def test_a_video_whose_first_keyframe_is_damaged_is_curated_from_the_next(damaged_video, tmp_path):
+    """The probe no longer fails a video whose first packet the decoder rejects: frames come from the
+    next keyframe on (the decoder shows none before it), and the video row says what was skipped."""
+    clean, _, _ = damaged_video
+    (at,) = make_damaged_copy(clean, tmp_path / "first.mp4", [0])
+    records = [VideoRecord(path=str(tmp_path / "first.mp4"))]
+    for stage, config in cpu_stages(CurateConfig()):
+        records = stage(config).process(records)
+    (record,) = records
+    assert record.video["status"] == "ok", record.video["error"]
+    assert record.video["frame_count"] == 192 and f"packet at {at:.2f} s" in record.video["warning"]
+    assert record.kept_clips()  # times and frame numbers count from the first frame out (2 s into the stream)
+
+
+def test_transport_stream_with_lost_packets_is_curated_around_the_loss(damaged_video, tmp_path):
+    """A broadcast/UDP capture that lost transport packets: the demuxer flags the frame's packet
+    corrupt. The video used to fail whole in the probe; now the damage up to the next keyframe is
+    left out and the rest is curated."""
+    clean, _, _ = damaged_video
+    make_lossy_ts_copy(clean, tmp_path / "lossy.ts")
+    with av.open(str(tmp_path / "lossy.ts")) as container:
+        assert sum(p.is_corrupt for p in container.demux(video=0)) == 1
+    records = [VideoRecord(path=str(tmp_path / "lossy.ts"))]
+    for stage, config in cpu_stages(CurateConfig()):
+        records = stage(config).process(records)
+    (record,) = records
+    assert record.video["status"] == "ok", record.video["error"]
+    assert 0 < record.video["damaged_frames"] <= 48 and "damaged frame(s) left out of clips" in record.video["warning"]
+    (start, end), = scan_video(str(tmp_path / "lossy.ts")).damaged
+    kept = record.kept_clips()
+    assert kept and all(c.row["end_frame"] <= start or c.row["start_frame"] >= end for c in kept)
