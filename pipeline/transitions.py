@@ -175,6 +175,20 @@ class BlendSpanDetector:
         ring = self._ring
         prev, nxt = ring[(s - 1) % size], ring[e % size]
         span_slots = np.arange(s, e) % size
+        # detail dip first (cheap: per-frame sharpness only; half the spans fitted end here): the
+        # sharpness over its linear interpolation between the ends, middle half. A fade (a blend
+        # with black) needs no detail test: no camera move fades to black, and the sensor/codec
+        # noise floor of dim frames skews the sharpness model
+        g_prev, g_next = self._sharp[(s - 1) % size], self._sharp[e % size]
+        length = e - s
+        q = length // 4
+        g = self._sharp[span_slots]
+        to_black = min(float(prev.mean()), float(nxt.mean())) < self.black_luma
+        detail_test = max(g_prev, g_next) >= 1.0 and not to_black
+        if detail_test:
+            lerp = g_prev + (g_next - g_prev) * np.arange(1, length + 1) / (length + 1)
+            if float((g / np.maximum(lerp, 1e-6))[q : length - q].mean()) > self.max_sharpness_dip:
+                return
         inner = ring[span_slots]
         diff = nxt - prev
         change = float(np.abs(diff).mean())
@@ -200,23 +214,9 @@ class BlendSpanDetector:
             return
         if a_in[0] > 0.5 or a_in[-1] < 0.5:
             return
-        # detail dip: sharpness over its linear interpolation between the ends, middle half
-        g_prev, g_next = self._sharp[(s - 1) % size], self._sharp[e % size]
-        length = e - s
-        k = np.arange(length)
-        lerp = g_prev + (g_next - g_prev) * (k + 1) / (length + 1)
-        to_black = min(float(prev.mean()), float(nxt.mean())) < self.black_luma
         if to_black and not self._scaled_copies(prev, nxt, inner[lo:hi]):
             return
-        # a fade (a blend with black) needs no detail test: no camera move fades to black, and
-        # the sensor/codec noise floor of dim frames skews the sharpness model
-        if max(g_prev, g_next) >= 1.0 and not to_black:
-            q = length // 4
-            g = self._sharp[span_slots]
-            dip = float((g / np.maximum(lerp, 1e-6))[q : length - q].mean())
-            if dip > self.max_sharpness_dip:
-                return
-            # ... and about as deep as a blend predicts: (1-a)^2 G_P + a^2 G_N
+        if detail_test:  # the dip about as deep as a blend predicts: (1-a)^2 G_P + a^2 G_N
             expected = (1.0 - a) ** 2 * g_prev + a**2 * g_next
             agree = float((g / np.maximum(expected, 1e-6))[q : length - q].mean())
             if not 1.0 / self.max_dip_mismatch <= agree <= self.max_dip_mismatch:
