@@ -162,7 +162,13 @@ class CurateSummary:
 
 
 class ShardSink:
-    """The driver side: groups finished videos into shards and commits them to the journal."""
+    """The driver side: groups finished videos into shards and commits them to the journal.
+
+    A long video comes in parts (:attr:`VideoRecord.final`): each part's clips go into the open shard
+    as they come, and a full shard is committed even between two parts of a video; the video's row
+    comes with its final part. Clips an interrupted run committed (``journal.partial``) are skipped
+    when the video is redone, so none is written twice.
+    """
 
     def __init__(self, journal: OutputJournal, config: ShardConfig, manifest_only_every: int = 64) -> None:
         self.journal = journal
@@ -172,11 +178,16 @@ class ShardSink:
         self.videos: list[dict] = []
         self.clips: list[dict] = []
         self.kept_written = 0
-        self.consistent = True  # False while a video is half-added to the open shard
+        self.kept_in_parts: dict[str, int] = {}  # kept clips of videos whose final part is still to come
+        self.consistent = True  # False while a record is half-added to the open shard
 
     def add(self, record: VideoRecord) -> None:
         self.consistent = False
-        for clip in record.kept_clips():
+        committed = self.journal.partial.get(record.path, {})  # this video's clips an interrupted run committed
+        clips = [clip for clip in record.clips if clip.clip_id not in committed]
+        for clip in clips:
+            if not clip.kept:
+                continue
             if clip.clip_id in self.journal.committed_clip_ids:  # the same content under another path
                 clip.reject("duplicate_source")
                 continue
@@ -184,9 +195,14 @@ class ShardSink:
                 self.writer = ShardWriter(self.journal.shards_dir, self.journal.new_shard_index())
             self.writer.add(clip)
             self.kept_written += 1
-        record.video["num_kept"] = len(record.kept_clips())
-        self.videos.append(record.video)
-        self.clips.extend(clip.row for clip in record.clips)
+        kept = self.kept_in_parts.pop(record.path, 0) + sum(clip.kept for clip in clips)
+        if record.final:
+            record.video["num_kept"] = kept + sum(committed.values())
+            self.videos.append(record.video)
+            self.journal.partial.pop(record.path, None)
+        else:
+            self.kept_in_parts[record.path] = kept
+        self.clips.extend(clip.row for clip in clips)
         self.consistent = True
         full = self.writer is not None and (self.writer.size >= self.config.max_bytes or self.writer.count >= self.config.max_samples)
         if full or (self.writer is None and len(self.videos) >= self.manifest_only_every):
@@ -261,8 +277,8 @@ def stream_into_shards(
 ) -> None:
     """Drain a dataset of finished records into ``sink``, with a progress bar (units and clips done, rate).
 
-    On any interruption the complete records already received are committed; the rest is redone
-    on resume.
+    On any interruption the complete records (and parts of long videos) already received are
+    committed; the rest is redone on resume.
     """
     from tqdm import tqdm
 
@@ -271,10 +287,12 @@ def stream_into_shards(
         for batch in ds.iter_batches(batch_size=1, batch_format="numpy", prefetch_batches=1):
             for record in from_batch(batch):
                 sink.add(record)
+                bar.set_postfix(clips=sink.kept_written, refresh=False)
+                if not record.final:  # a part of a long video: the video is not done yet
+                    continue
                 if on_record is not None:
                     on_record(record)
                 bar.update(1)
-                bar.set_postfix(clips=sink.kept_written, refresh=False)
         sink.flush()
     except BaseException:
         if sink.consistent:

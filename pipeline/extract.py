@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import logging
 import time
 from dataclasses import dataclass
 from fractions import Fraction
@@ -20,6 +21,7 @@ from typing import Iterator
 
 import av
 import numpy as np
+from av.video.frame import PictureType
 from av.video.reformatter import VideoReformatter
 
 from pipeline.colour import INTENTS, SdrConverter, copy_colour_tags, needs_sdr_conversion, sdr_converter
@@ -30,6 +32,8 @@ from pipeline.probe import main_video_stream
 from pipeline.records import ClipRecord, VideoRecord
 from pipeline.scan import rotate_upright
 from pipeline.stage import Stage
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -50,6 +54,9 @@ class ExtractConfig:
     or ``perceptual`` (highlights rolled off, a darker picture); null: clips keep the source's
     colours, tagged so (most readers, decord into training among them, ignore the transfer). The
     scan analyses such sources, and takes their keyframes, as relative_colorimetric SDR."""
+    part_bytes: int = 64 * 2**20
+    """A video's clips leave the worker in parts of about this many bytes of mp4, each as soon as it
+    is full, so memory stays bounded however long the video (the last part carries its row)."""
     deinterlace: bool = True
     """Deinterlace interlaced sources (``bwdif``, one frame per frame: numbering and frame rate kept;
     :mod:`pipeline.deinterlace`). False: clips keep the fields, combed wherever something moves."""
@@ -64,6 +71,8 @@ class ExtractConfig:
         for key in ("threads", "decode_threads"):
             if getattr(self, key) < 0:
                 raise ValueError(f"{key}: expected >= 0 (0: FFmpeg's choice), got {getattr(self, key)}")
+        if self.part_bytes < 1:
+            raise ValueError(f"part_bytes: expected >= 1, got {self.part_bytes}")
         if self.hdr_to_sdr is not None and self.hdr_to_sdr not in INTENTS:
             raise ValueError(f"hdr_to_sdr: expected one of {', '.join(INTENTS)} or null, got {self.hdr_to_sdr!r}")
 
@@ -201,6 +210,10 @@ class ClipEncoder:
 
     Resampling takes, for each output time t0 + k/fps_out, the nearest source frame. Each frame
     written is first made SDR and upright where the source needs it (:meth:`_prepared`).
+
+    The bytes are not reproducible run to run: libx264 (one thread) given identical frames varies
+    its output a little (~0.5% in size) whenever an H.264 decoder works in the same thread between
+    its calls, as extraction's does; frame count, timing and picture are the same within coding noise.
     """
 
     def __init__(
@@ -269,6 +282,9 @@ class ClipEncoder:
         # own time base, 1/1000 in Matroska) are meaningless here and made the mp4 muxer fail
         out.pts = self.count
         out.time_base = self.time_base
+        # x264 takes a frame's picture type as an order (libx264 honours I/P/B): decoded frames carry
+        # the source's, which made every clip copy the source's GOP (a keyframe wherever it had one)
+        out.pict_type = PictureType.NONE
         self.container.mux(self.stream.encode(out))
         self.count += 1
 
@@ -296,6 +312,13 @@ class ClipEncoder:
 
 def extract_clips(record: VideoRecord, config: ExtractConfig) -> None:
     """Fill ``clip.mp4`` and the output fps/size/frame count of every kept clip of ``record``."""
+    for _ in iter_extracted(record, config):
+        pass
+
+
+def iter_extracted(record: VideoRecord, config: ExtractConfig) -> Iterator[ClipRecord]:
+    """The kept clips of ``record`` in source order, each as soon as its mp4 is done (``clip.mp4`` and
+    the output fps/size/frame count filled): one pass over the video however many clips it has."""
     kept = sorted(record.kept_clips(), key=lambda c: c.row["start_frame"])
     if not kept:
         return
@@ -317,6 +340,7 @@ def extract_clips(record: VideoRecord, config: ExtractConfig) -> None:
         if index != current_index:
             if current is not None:
                 _finish(kept[current_index], current)
+                yield kept[current_index]
             clip = kept[index]
             size = output_size(clip.row["source_width"], clip.row["source_height"], config.max_short_side)
             fps = config.fps or float(clip.row["source_fps"])
@@ -326,6 +350,7 @@ def extract_clips(record: VideoRecord, config: ExtractConfig) -> None:
         current.add(frame, t)
     if current is not None:
         _finish(kept[current_index], current)
+        yield kept[current_index]
 
 
 def _finish(clip: ClipRecord, encoder: ClipEncoder) -> None:
@@ -334,20 +359,53 @@ def _finish(clip: ClipRecord, encoder: ClipEncoder) -> None:
 
 
 class ExtractStage(Stage):
-    """Decode only the kept spans again and encode each kept clip to H.264 mp4 bytes."""
+    """Decode only the kept spans again and encode each kept clip to H.264 mp4 bytes.
+
+    The last CPU stage: its records leave the worker in parts of about ``part_bytes`` of mp4
+    (:meth:`process_parts`), so a long video's clips are never all in memory at once. An error
+    part-way rejects the clips not yet written (``error:extract``); those written stay.
+    """
 
     name = "extract"
     reads_source = True
+    sends_parts = True
 
     def process_record(self, record: VideoRecord) -> VideoRecord:
+        """All the video's clips in one record (its parts put back together)."""
+        clips = list(record.clips)
+        for _ in self.process_parts(record):
+            pass
+        record.clips = clips
+        return record
+
+    def process_parts(self, record: VideoRecord) -> Iterator[VideoRecord]:
         start = time.perf_counter()
-        extract_clips(record, self.config)
-        # the last CPU stage: what follows (model stages, the driver) needs no per-frame signals
+        record.keyframes = []  # the scan's; each clip holds its own (pipeline.plan)
+        pending: list[ClipRecord] = []
+        sent: set[int] = set()
+        size = 0
+        try:
+            for clip in iter_extracted(record, self.config):
+                pending.append(clip)
+                size += len(clip.mp4)
+                if size >= self.config.part_bytes:
+                    yield record.part(pending)
+                    sent.update(map(id, pending))
+                    pending, size = [], 0
+        except Exception as exc:  # the clips written stay; the rest are rejected, saying why
+            message = f"extract: {type(exc).__name__}: {' '.join(str(exc).split())}"[:500]
+            log.warning("%s: %s", record.path, message)
+            for clip in record.kept_clips():
+                if clip.mp4 is None and id(clip) not in sent:
+                    clip.reject("error:extract")
+                    clip.row["error"] = message
+            record.video["warning"] = "; ".join(w for w in (record.video.get("warning"), message) if w)
+        # what follows (model stages, the driver) needs no per-frame signals
         record.scan = None
         record.probe = None
-        record.keyframes = []
+        record.clips = [clip for clip in record.clips if id(clip) not in sent]
         for clip in record.clips:
             if not clip.kept:
                 clip.keyframes = []
         record.video["seconds"] = record.video.get("seconds", 0.0) + time.perf_counter() - start
-        return record
+        yield record

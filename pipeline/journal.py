@@ -32,8 +32,15 @@ class OutputError(OSError):
 
 class OutputJournal:
     def __init__(
-        self, root: str | Path, overwrite: bool = False, unit_schema: pa.Schema = VIDEO_SCHEMA, units_file: str = VIDEOS_FILE
+        self,
+        root: str | Path,
+        overwrite: bool = False,
+        unit_schema: pa.Schema = VIDEO_SCHEMA,
+        units_file: str = VIDEOS_FILE,
+        units_are_sources: bool = True,
     ) -> None:
+        """``units_are_sources``: a unit's ``path`` is its clips' ``source`` (curation: one video), so
+        the clips of units committed in parts before an interruption are known (:attr:`partial`)."""
         self.root = Path(root)
         self.unit_schema = unit_schema
         self.units_file = units_file
@@ -51,6 +58,10 @@ class OutputJournal:
             raise OutputError(f"{self.root}: output folder is not writable ({exc.strerror or exc})") from None
         self.done_paths: set[str] = set()
         self.committed_clip_ids: set[str] = set()
+        self.partial: dict[str, dict[str, bool]] = {}
+        """Clips (id → kept) committed before an interruption, of units not finished: a long video's
+        parts (:attr:`pipeline.records.VideoRecord.final`). Redoing the unit skips them."""
+        self.units_are_sources = units_are_sources
         self.next_part = 0
         self.next_shard = 0
         self.recovered_orphans: list[str] = []
@@ -72,6 +83,7 @@ class OutputJournal:
             self.recovered_orphans.append(tmp.name)
         markers = {int(m.group(1)) for p in self.parts_dir.iterdir() if (m := _PART.match(p.name)) and m.group(2) == "units"}
         committed_shards: set[str] = set()
+        clip_parts = []
         for path in sorted(self.parts_dir.iterdir()):
             m = _PART.match(path.name)
             if not m:
@@ -85,12 +97,16 @@ class OutputJournal:
             if m.group(2) == "units":
                 self.done_paths.update(pq.read_table(path, columns=["path"]).column("path").to_pylist())
             else:
-                table = pq.read_table(path, columns=["clip_id", "shard", "kept"])
-                for clip_id, shard, kept in zip(*(table.column(c).to_pylist() for c in ("clip_id", "shard", "kept"))):
-                    if kept:
-                        self.committed_clip_ids.add(clip_id)
-                    if shard:
-                        committed_shards.add(shard)
+                clip_parts.append(path)
+        for path in clip_parts:  # once every finished unit is known
+            table = pq.read_table(path, columns=["clip_id", "source", "shard", "kept"])
+            for clip_id, source, shard, kept in zip(*(table.column(c).to_pylist() for c in ("clip_id", "source", "shard", "kept"))):
+                if kept:
+                    self.committed_clip_ids.add(clip_id)
+                if shard:
+                    committed_shards.add(shard)
+                if self.units_are_sources and source not in self.done_paths:
+                    self.partial.setdefault(source, {})[clip_id] = bool(kept)
         for tar in sorted(self.shards_dir.glob("shard-*.tar")):
             if tar.name not in committed_shards:  # renamed, but its manifest was never committed
                 tar.unlink()
@@ -107,8 +123,10 @@ class OutputJournal:
         return self.shards_dir / shard_name(index)
 
     def commit(self, units: list[dict], clips: list[dict], shard=None) -> None:
-        """Make a group of finished units durable: shard, then clips part, then the units marker."""
-        if not units:
+        """Make a group of finished units durable: shard, then clips part, then the units marker.
+        ``clips`` may include clips of units not finished yet (a long video's first parts); with no
+        units it may hold only those (the marker is then empty)."""
+        if not units and not clips:
             if shard is not None:
                 shard.abort()
             return

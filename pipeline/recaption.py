@@ -146,7 +146,7 @@ def recaption(
 
     started = time.perf_counter()
     root = Path(output)
-    journal = OutputJournal(root, overwrite=overwrite, unit_schema=INPUT_GROUP_SCHEMA, units_file=INPUTS_FILE)
+    journal = OutputJournal(root, overwrite=overwrite, unit_schema=INPUT_GROUP_SCHEMA, units_file=INPUTS_FILE, units_are_sources=False)
     check_config_matches(root, config, name="caption_config.yaml")
     start_ray(ray_address, num_cpus)
     done = frozenset(journal.done_paths)

@@ -66,6 +66,10 @@ class VideoRecord:
     keyframes: list[Keyframe] = field(default_factory=list)
     scan: Any = None  # pipeline.scan.ScanResult while the CPU stages need it; dropped before the sink
     probe: Any = None  # pipeline.probe.ProbeResult
+    final: bool = True
+    """False: a part of a long video's clips, sent on ahead so that memory stays bounded
+    (:meth:`pipeline.extract.ExtractStage.process_parts`); the video's last record is final and
+    carries its ``videos.parquet`` row and the clips not sent before."""
 
     @property
     def ok(self) -> bool:
@@ -81,3 +85,7 @@ class VideoRecord:
 
     def kept_clips(self) -> list[ClipRecord]:
         return [c for c in self.clips if c.kept]
+
+    def part(self, clips: list[ClipRecord]) -> "VideoRecord":
+        """A non-final record of this video holding ``clips`` (see :attr:`final`)."""
+        return VideoRecord(path=self.path, video=dict(self.video), clips=clips, final=False)

@@ -19,7 +19,8 @@ from pipeline.records import ClipRecord
 
 @dataclass
 class ShardConfig:
-    """A shard is closed at the first video boundary after it reaches either limit."""
+    """A shard is closed at the first video boundary (or boundary between two parts of a long
+    video: ``extract.part_bytes``) after it reaches either limit."""
 
     max_bytes: int = 512 * 2**20
     max_samples: int = 1000

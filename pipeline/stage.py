@@ -17,7 +17,7 @@ import abc
 import logging
 import pickle
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Iterator
 
 import numpy as np
 
@@ -75,8 +75,10 @@ def from_batch(batch: dict[str, np.ndarray]) -> list[VideoRecord]:
     return [r if isinstance(r, VideoRecord) else pickle.loads(r) for r in batch["record"]]
 
 
-def run_stages(batch: dict[str, np.ndarray], stages: list[tuple[type["Stage"], Any]]) -> dict[str, np.ndarray]:
-    """Run stateless stages one after another on a batch (one Ray task, no hand-offs between them).
+def run_stages(batch: dict[str, np.ndarray], stages: list[tuple[type["Stage"], Any]]) -> Iterator[dict[str, np.ndarray]]:
+    """Run stateless stages one after another on a batch (one Ray task, no hand-offs between them),
+    one batch of the last stage's records; where it sends parts, one batch per part, as each comes:
+    a long video's clips leave the worker a part at a time (:meth:`Stage.process_parts`).
 
     When a stage reads the source videos, remote ones are copied to the worker once for the whole
     chain (:func:`pipeline.io.staged_locally`).
@@ -84,9 +86,21 @@ def run_stages(batch: dict[str, np.ndarray], stages: list[tuple[type["Stage"], A
     records = from_batch(batch)
     reads_source = any(stage_cls.reads_source for stage_cls, _ in stages)
     with staged_locally([r.path for r in records if r.ok] if reads_source else []):
-        for stage_cls, stage_config in stages:
+        *leading, (last_cls, last_config) = stages
+        for stage_cls, stage_config in leading:
             records = stage_cls(stage_config).process(records)
-    return to_batch(records)
+        last = last_cls(last_config)
+        if not last_cls.sends_parts:
+            yield to_batch(last.process(records))
+            return
+        for record in records:
+            for part in last.iter_parts(record):
+                batch = to_batch([part])
+                if not part.final:  # serialised: the worker keeps no copy of what it sent
+                    for clip in part.clips:
+                        clip.mp4 = None
+                        clip.keyframes = []
+                yield batch
 
 
 def map_stages(ds, stages: list[tuple[type["Stage"], Any]]):
@@ -122,6 +136,7 @@ class Stage(abc.ABC):
     name: ClassVar[str] = "stage"
     stateful: ClassVar[bool] = False  # True: an actor pool; the constructor loads a model once
     reads_source: ClassVar[bool] = False  # True: decodes or reads ``record.path`` (staged locally when remote)
+    sends_parts: ClassVar[bool] = False  # True: last in a fused chain, its records leave as parts (:meth:`process_parts`)
 
     def __init__(self, config: Any = None) -> None:
         self.config = config
@@ -147,6 +162,30 @@ class Stage(abc.ABC):
                 record.fail(f"{self.name}: {type(exc).__name__}: {exc}")
                 out.append(record)
         return out
+
+    def process_parts(self, record: VideoRecord) -> Iterator[VideoRecord]:
+        """The record processed, as one or more records: non-final parts (clips sent on ahead), then
+        the final one (:attr:`VideoRecord.final`). By default the one record of :meth:`process_record`;
+        the last stage of a fused chain streams its parts out of the worker as they come."""
+        yield self.process_record(record)
+
+    def iter_parts(self, record: VideoRecord) -> Iterator[VideoRecord]:
+        """:meth:`process_parts` with :meth:`process`'s failure handling: an error before any part
+        left fails the video; a stage that sends parts on handles its later errors itself."""
+        if not record.ok:
+            yield record
+            return
+        sent = False
+        try:
+            for part in self.process_parts(record):
+                sent = True
+                yield part
+        except Exception as exc:
+            if sent:
+                raise
+            log.warning("%s failed on %s: %s", self.name, record.path, exc)
+            record.fail(f"{self.name}: {type(exc).__name__}: {exc}")
+            yield record
 
     def for_each_clip(self, record: VideoRecord, fn: Callable[[ClipRecord], None], kept_only: bool = True) -> None:
         """Apply ``fn`` to each (kept) clip; an exception rejects that clip alone with ``error:<stage>``."""

@@ -112,6 +112,32 @@ def test_extraction_is_frame_accurate(curated_output):
         assert np.argmin(errors) == 1, (i, errors)
 
 
+def test_clips_sent_in_parts_give_the_same_run(curated_output, tmp_path):
+    """Every clip leaving its worker as a part of its own (``extract.part_bytes=1``, as a long
+    video's do) and shards of two clips: the same manifests as the default run, each kept clip once
+    in the shards, and a video's clips spread over several shards (closed between its parts)."""
+    out, corpus, _ = curated_output
+    parts = tmp_path / "parts"
+    run_curate(str(corpus), "--output", str(parts), "--set", "extract.part_bytes=1", "--set", "shards.max_samples=2")
+
+    def manifests(root: Path):
+        videos = pq.read_table(root / "manifest/videos.parquet").to_pylist()
+        return (
+            sorted((v["path"], v["status"], v["num_clips"], v["num_kept"]) for v in videos),
+            sorted((c["clip_id"], c["kept"], c["reject_reason"]) for c in read_clips(root)),
+        )
+
+    assert manifests(parts) == manifests(out)
+    kept = [c for c in read_clips(parts) if c["kept"]]
+    assert sorted(s["__key__"] for s in shard_samples(parts)) == sorted(c["clip_id"] for c in kept)
+    per_shard: dict[str, int] = {}
+    shards_of: dict[str, set] = {}
+    for clip in kept:
+        per_shard[clip["shard"]] = per_shard.get(clip["shard"], 0) + 1
+        shards_of.setdefault(clip["source"], set()).add(clip["shard"])
+    assert max(per_shard.values()) <= 2 and max(map(len, shards_of.values())) > 1
+
+
 def test_rerun_is_a_no_op_and_bad_usage_is_reported(curated_output, tmp_path):
     out, corpus, _ = curated_output
     before = read_clips(out)
