@@ -26,6 +26,8 @@ VARIANTS = {
     # file name: (format, codec, encoder options)
     "h264.mkv": ("matroska", "libx264", {"preset": "ultrafast", "bf": "2"}),
     "vp9.webm": ("webm", "libvpx-vp9", {"deadline": "realtime", "cpu-used": "8"}),
+    "hevc.mp4": ("mp4", "libx265", {"preset": "ultrafast", "x265-params": "log-level=error:bframes=3"}),  # phones
+    "av1.mp4": ("mp4", "libsvtav1", {"preset": "12", "svtav1-params": "keyint=48"}),  # YouTube's default download
     "mpeg4_bframes.avi": ("avi", "mpeg4", {"bf": "2", "b": "4000000"}),
     "mpeg2_bframes.mpg": ("mpeg", "mpeg2video", {"bf": "2", "b": "4000000"}),
     "raw.h264": ("h264", "libx264", {"preset": "ultrafast", "bf": "2"}),
