@@ -8,19 +8,71 @@ into shards and manifest rows (see :mod:`pipeline.manifest`).
 
 from __future__ import annotations
 
+import os
+import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 
-@dataclass
-class Keyframe:
-    """One keyframe kept by the scan for the model stages: RGB JPEG at ``scan.keyframe_short_side``."""
+class KeyframeSpool:
+    """One scan's keyframe JPEGs in an anonymous temporary file on the worker's disk (gone once
+    closed or collected): a long video's keyframes (~40 kB per second of footage) wait there, not in
+    memory, until the clips holding them leave the worker."""
 
-    frame_index: int
-    time_s: float
-    jpeg: bytes
+    def __init__(self) -> None:
+        self._file = tempfile.TemporaryFile(prefix="vidforge-keyframes-")
+
+    def put(self, data: bytes) -> tuple[int, int]:
+        """Append ``data``; returns where it lies (offset, length)."""
+        offset = self._file.seek(0, os.SEEK_END)
+        self._file.write(data)
+        return offset, len(data)
+
+    def get(self, where: tuple[int, int]) -> bytes:
+        self._file.seek(where[0])
+        return self._file.read(where[1])
+
+
+class Keyframe:
+    """One keyframe kept by the scan for the model stages: RGB JPEG at ``scan.keyframe_short_side``.
+
+    With a ``spool`` the JPEG waits in it (:attr:`spooled`) and is read back when used or pickled:
+    a keyframe always leaves its process with its bytes.
+    """
+
+    __slots__ = ("frame_index", "time_s", "_jpeg", "_spool", "_where")
+
+    def __init__(self, frame_index: int, time_s: float, jpeg: bytes, spool: KeyframeSpool | None = None) -> None:
+        self.frame_index = frame_index
+        self.time_s = time_s
+        self._spool = spool
+        self._where = spool.put(jpeg) if spool is not None else None
+        self._jpeg = None if spool is not None else jpeg
+
+    @property
+    def jpeg(self) -> bytes:
+        return self._jpeg if self._spool is None else self._spool.get(self._where)
+
+    @property
+    def spooled(self) -> bool:
+        return self._spool is not None
+
+    def __getstate__(self) -> tuple[int, float, bytes]:
+        return self.frame_index, self.time_s, self.jpeg
+
+    def __setstate__(self, state: tuple[int, float, bytes]) -> None:
+        self.frame_index, self.time_s, self._jpeg = state
+        self._spool = self._where = None
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Keyframe):
+            return NotImplemented
+        return (self.frame_index, self.time_s, self.jpeg) == (other.frame_index, other.time_s, other.jpeg)
+
+    def __repr__(self) -> str:
+        return f"Keyframe(frame_index={self.frame_index}, time_s={self.time_s:.3f}, {'spooled' if self.spooled else 'in memory'})"
 
     def image(self) -> np.ndarray:
         """Decode to an RGB ``uint8`` array of shape (H, W, 3)."""

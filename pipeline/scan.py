@@ -22,7 +22,7 @@ the next keyframe, are in no shot, and cuts or blends next to them (garbage besi
 are dropped.
 
 Memory is bounded: only per-frame scalars grow with the video; frames live in small ring
-buffers. Frame times come from pts (VFR-safe); rotation metadata is applied.
+buffers, keyframe JPEGs in a temporary file (:class:`pipeline.records.KeyframeSpool`). Frame times come from pts (VFR-safe); rotation metadata is applied.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from pipeline.decoding import DecodeReport, decode_frames
 from pipeline.deinterlace import top_field
 from pipeline.io import decode_source
 from pipeline.probe import display_size, main_video_stream, quarter_turns
-from pipeline.records import Keyframe
+from pipeline.records import Keyframe, KeyframeSpool
 from pipeline.signals import BATCH_FRAMES, FrameSignals
 from pipeline.transitions import Transition, resolve_transitions
 
@@ -294,6 +294,7 @@ def scan_video(path: str, config: ScanConfig | None = None) -> ScanResult:
             batch: np.ndarray | None = None  # analysis frames not yet analysed
             pending = 0
             keyframes: list[Keyframe] = []
+            spool = KeyframeSpool()  # their JPEGs wait on disk, not in memory
             next_key_t = 0.0
             first_pts_t = None
             timed_frames = 0  # frames with a pts
@@ -345,7 +346,7 @@ def scan_video(path: str, config: ScanConfig | None = None) -> ScanResult:
                         key_bgr = rotate_upright(_downscale_bgr(picture, sw, sh, keyframe_sws, config.decode_threads), rotation)
                         ok, buf = cv2.imencode(".jpg", key_bgr, [cv2.IMWRITE_JPEG_QUALITY, config.keyframe_jpeg_quality])
                         if ok:
-                            keyframes.append(Keyframe(frame_index=index, time_s=t, jpeg=buf.tobytes()))
+                            keyframes.append(Keyframe(index, t, buf.tobytes(), spool))
                         while next_key_t <= t + 1e-6:
                             next_key_t += config.keyframe_interval_s
             except UnsupportedColourError as exc:

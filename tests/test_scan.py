@@ -108,6 +108,19 @@ def test_keyframes_on_the_time_grid(scans):
         assert img.shape == (180, 320, 3) and img.dtype == np.uint8
 
 
+def test_keyframes_wait_on_disk_and_leave_with_their_bytes(scans):
+    """A long video's keyframe JPEGs are not held in memory: they wait in the scan's spool (a
+    temporary file) and are read back when used or pickled (as a record leaves its worker)."""
+    import pickle
+
+    _, scan = scans[0]
+    assert scan.keyframes and all(k.spooled for k in scan.keyframes)
+    for key in scan.keyframes[:3]:
+        sent = pickle.loads(pickle.dumps(key))
+        assert not sent.spooled and sent == key and sent.jpeg[:2] == b"\xff\xd8"  # a JPEG, read back whole
+        assert sent.image().shape == key.image().shape
+
+
 def test_keyframe_size_and_analysis_width_follow_config(sample_corpus):
     video = sample_corpus[0]
     scan = scan_video(video.path, ScanConfig(keyframe_short_side=90, keyframe_interval_s=2.0, analysis_width=96, flow_method="farneback"))
