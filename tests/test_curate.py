@@ -178,17 +178,27 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-def test_resume_after_sigkill_gives_the_same_clips(curated_output, tmp_path):
+@pytest.mark.parametrize("parts", [False, True], ids=["whole videos", "killed between a video's parts"])
+def test_resume_after_sigkill_gives_the_same_clips(curated_output, tmp_path, parts):
+    """Killed once a commit is on disk, then rerun. With every clip a part of its own
+    (``extract.part_bytes=1``), the kill comes as the first video's last part arrives: its clips are
+    committed, its row is not; the rerun redoes the video and must not write those clips again."""
     out, corpus, _ = curated_output
     reference = {c["clip_id"]: c["kept"] for c in read_clips(out)}
     resumed = tmp_path / "resumed"
+    settings = ["--set", "shards.max_samples=1"] + (["--set", "extract.part_bytes=1"] if parts else [])
     cmd = [sys.executable, "-c", _KILL_AFTER_FIRST_COMMIT, str(corpus), "--output", str(resumed)]
-    cmd += ["--num-cpus", "1", "--no-progress", "--set", "shards.max_samples=1"]
+    cmd += ["--num-cpus", "1", "--no-progress", *settings]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, start_new_session=True)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     committed = list((resumed / "manifest" / "parts").glob("part-*-units.parquet"))
     assert committed and not (resumed / "manifest" / "clips.parquet").exists()
-    run_curate(str(corpus), "--output", str(resumed), "--set", "shards.max_samples=1")
+    if parts:  # clips committed whose video has no row yet: what the rerun must not write again
+        done = {path for p in committed for path in pq.read_table(p).column("path").to_pylist()}
+        clip_parts = (resumed / "manifest" / "parts").glob("part-*-clips.parquet")
+        sources = {c["source"] for p in clip_parts for c in pq.read_table(p).to_pylist() if c["kept"]}
+        assert sources - done
+    run_curate(str(corpus), "--output", str(resumed), *settings)
     clips = read_clips(resumed)
     assert {c["clip_id"]: c["kept"] for c in clips} == reference
     assert len(clips) == len(reference)  # nothing duplicated
