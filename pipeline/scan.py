@@ -8,8 +8,9 @@ a batch at a time (:mod:`pipeline.signals`), come
   frame through their ``process_frame`` / ``post_process`` API, and those they miss out of shaky
   or fast-moving shots, from the motion-compensated difference (:func:`pipeline.signals.compensated_cuts`);
 - gradual transitions (dissolves, fades through black) from :mod:`pipeline.transitions`, which
-  PySceneDetect lacks (its ``ThresholdDetector`` only marks the middle of a fade; the fade's whole
-  span is found from the blend fit and the luma of the frames);
+  PySceneDetect lacks: its ``ThresholdDetector``, fed the same frames, marks only the middle of a
+  fade (as a cut); its fade-out and fade-in points give the runs of black frames, and the blend
+  fit the fade's ramps either side, so the fade's whole span leaves the clips;
 - per-frame mean luma, sharpness (variance of the Laplacian), optical flow (OpenCV DIS or
   Farneback) magnitude and global (median) motion;
 - keyframes on a regular time grid, JPEG-encoded from the same decoded frame.
@@ -370,15 +371,17 @@ def scan_video(path: str, config: ScanConfig | None = None) -> ScanResult:
     luma_arr = np.asarray(signals.luma, np.float32)
     blends = signals.blend.finish() if signals.blend is not None else []
     cuts = sorted(signals.cuts)
-    if report.damaged:  # cuts and blends the damage made (garbage next to clean frames) are not the video's
+    black_runs = signals.black_runs
+    if report.damaged:  # cuts, blends and black runs the damage made (garbage next to clean frames) are not the video's
         log.warning("%s: %s", path, report.summary())
         damaged = np.zeros(n + 1, bool)
         for start, end in report.damaged:
             damaged[start:end] = True
         cuts = [k for k in cuts if not damaged[max(k - 1, 0) : k + 1].any()]
         blends = [b for b in blends if not damaged[max(b.start - 1, 0) : b.end + 1].any()]
+        black_runs = [(s, e) for s, e in black_runs if not damaged[max(s - 1, 0) : e + 1].any()]
     transitions, shots = resolve_transitions(
-        n, cuts, blends, luma_arr, black_luma=config.black_luma, cut_tolerance=config.cut_merge_frames
+        n, cuts, blends, black_runs, luma_arr, black_luma=config.black_luma, cut_tolerance=config.cut_merge_frames
     )
     shots = shots_without(shots, report.damaged)  # damaged frames belong to no clip
     motion_arr = np.asarray(signals.motion, np.float32)

@@ -129,7 +129,15 @@ class FrameSignals:
     frames and their times, then :meth:`finish`; read the lists and :attr:`cuts`."""
 
     def __init__(self, config: ScanConfig, fps_frac: Fraction, flow_size: tuple[int, int], blend_size: tuple[int, int]):
+        from scenedetect.detectors import ThresholdDetector
+
         self.detectors = make_cut_detectors(config)
+        # black frames: PySceneDetect's fade detector (mean of the frame below the threshold); its
+        # state, which flips "out" at the first black frame and "in" at the first lit one, gives the
+        # runs of black frames that resolve_transitions joins with the blends into fades
+        self._black = ThresholdDetector(threshold=config.black_luma, method=ThresholdDetector.Method.FLOOR)
+        self._black_since: int | None = None
+        self.black_runs: list[tuple[int, int]] = []
         self.blend = (
             BlendSpanDetector(
                 config.blend_min_frames, config.blend_max_frames, config.blend_min_change,
@@ -187,6 +195,13 @@ class FrameSignals:
                 score = getattr(detector, "_frame_score", None)
                 self.scores[name].append(float(score) if score is not None else float("nan"))
             self._last_timecode = timecode
+            self._black.process_frame(timecode, bgr)
+            fade = self._black.last_fade
+            if fade["type"] == "out" and self._black_since is None:
+                self._black_since = int(fade["frame"].frame_num)
+            elif fade["type"] == "in" and self._black_since is not None:
+                self.black_runs.append((self._black_since, int(fade["frame"].frame_num)))
+                self._black_since = None
 
             lap = cv2.Laplacian(gray, cv2.CV_32F)
             sharpness = float(cv2.meanStdDev(lap)[1][0, 0] ** 2)
@@ -230,6 +245,9 @@ class FrameSignals:
         motion-compensated cuts they missed."""
         if self._last_timecode is None:
             return
+        if self._black_since is not None:  # black to the end
+            self.black_runs.append((self._black_since, self.count))
+            self._black_since = None
         for detector in self.detectors.values():
             for cut in detector.post_process(self._last_timecode):
                 self.cuts.add(int(cut.frame_num))

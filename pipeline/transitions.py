@@ -19,8 +19,9 @@ endpoint (``a`` ~ 0 or ~ 1, e.g. a still shot before a dissolve) are trimmed off
 boundaries are refined from the fitted ramp of ``a``. A blend with a black frame (fade-out,
 fade-in) skips test (3): no camera move fades to black.
 
-:func:`resolve_transitions` then joins fade-outs, black frames and fade-ins into fades, merges
-hard cuts from PySceneDetect (dropping those inside a gradual span) and derives the shots.
+:func:`resolve_transitions` then joins fade-outs, black frames (PySceneDetect's ``ThresholdDetector``)
+and fade-ins into fades, merges hard cuts from PySceneDetect (dropping those inside a gradual span)
+and derives the shots.
 """
 
 from __future__ import annotations
@@ -285,39 +286,26 @@ def _non_overlapping(candidates: list[BlendSpan]) -> list[BlendSpan]:
     return chosen
 
 
-def _black_runs(luma: np.ndarray, black_luma: float) -> list[tuple[int, int]]:
-    black = luma < black_luma
-    runs, i, n = [], 0, len(luma)
-    while i < n:
-        if black[i]:
-            j = i
-            while j < n and black[j]:
-                j += 1
-            runs.append((i, j))
-            i = j
-        else:
-            i += 1
-    return runs
-
-
 def resolve_transitions(
     num_frames: int,
     cuts: list[int],
     blends: list[BlendSpan],
+    black_runs: list[tuple[int, int]],
     luma: np.ndarray,
     black_luma: float = 12.0,
     max_gap: int = 3,
     cut_tolerance: int = 2,
 ) -> tuple[list[Transition], list[tuple[int, int]]]:
-    """Combine hard cuts and blend spans into transitions and the shots between them.
+    """Combine hard cuts, blend spans and runs of black frames (``[start, end)``, from PySceneDetect's
+    ``ThresholdDetector``: see :class:`pipeline.signals.FrameSignals`) into transitions and the
+    shots between them.
 
-    Blend spans and runs of black frames (mean luma below ``black_luma``) at most ``max_gap``
-    frames apart are joined (no shot is that short); a joined span that holds a black frame (or a frame darker
-    than ``black_luma``) is a ``fade``, else a ``dissolve``. Cuts inside or within
-    ``cut_tolerance`` frames of a gradual span are dropped.
+    Blend spans and black runs at most ``max_gap`` frames apart are joined (no shot is that short);
+    a joined span that holds or touches a frame of mean luma below ``black_luma`` is a ``fade``,
+    else a ``dissolve``. Cuts inside or within ``cut_tolerance`` frames of a gradual span are dropped.
     """
     spans = [[b.start, b.end] for b in blends]
-    spans += [[s, e] for s, e in _black_runs(luma, black_luma)]
+    spans += [[s, e] for s, e in black_runs]
     spans.sort()
     merged: list[list[int]] = []
     for s, e in spans:

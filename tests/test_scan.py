@@ -208,11 +208,31 @@ def test_resolve_transitions_joins_fades_and_drops_cuts_inside():
     luma = np.full(100, 120.0, np.float32)
     luma[40:44] = 3.0  # black frames between a fade-out and a fade-in
     blends = [BlendSpan(30, 40, 50.0, 80.0, 0.1), BlendSpan(44, 52, 50.0, 80.0, 0.1), BlendSpan(70, 80, 40.0, 60.0, 0.1)]
-    transitions, shots = resolve_transitions(100, [10, 42, 81, 95], blends, luma)
+    transitions, shots = resolve_transitions(100, [10, 42, 81, 95], blends, [(40, 44)], luma)
     assert [(t.start, t.end, t.kind) for t in transitions] == [
         (10, 10, "cut"), (30, 52, "fade"), (70, 80, "dissolve"), (95, 95, "cut")
     ]
     assert shots == [(0, 10), (10, 30), (52, 70), (80, 95), (95, 100)]
+
+
+def test_black_runs_come_from_pyscenedetects_threshold_detector():
+    """Black frames (mean below ``black_luma``), at the start, inside and at the end, as
+    ``ThresholdDetector`` sees them: its fade-out and fade-in points bound each run."""
+    from fractions import Fraction
+
+    from pipeline.signals import FrameSignals
+
+    frames = np.full((30, 90, 160, 3), 120, np.uint8)
+    frames[:3] = 2
+    frames[10:14] = 5
+    frames[14, :, :, 0] = 30  # dark blue: the frame's mean (10) is below the threshold too
+    frames[14, :, :, 1:] = 0
+    frames[27:] = 0
+    signals = FrameSignals(ScanConfig(gradual=False), Fraction(24), (96, 54), (32, 18))
+    signals.add(frames[:16], list(np.arange(16) / 24))  # two batches: a run may span them
+    signals.add(frames[16:], list(np.arange(16, 30) / 24))
+    signals.finish()
+    assert signals.black_runs == [(0, 3), (10, 15), (27, 30)]
 
 
 @pytest.mark.parametrize("rows", [1, 2, 7, 576])
