@@ -55,8 +55,9 @@ class ExtractConfig:
     colours, tagged so (most readers, decord into training among them, ignore the transfer). The
     scan analyses such sources, and takes their keyframes, as relative_colorimetric SDR."""
     part_bytes: int = 64 * 2**20
-    """A video's clips leave the worker in parts of about this many bytes of mp4, each as soon as it
-    is full, so memory stays bounded however long the video (the last part carries its row)."""
+    """A video's clips leave the worker in parts of about this many bytes (mp4s and keyframe JPEGs),
+    each as soon as it is full, so memory stays bounded however long the video (the last part
+    carries its row)."""
     deinterlace: bool = True
     """Deinterlace interlaced sources (``bwdif``, one frame per frame: numbering and frame rate kept;
     :mod:`pipeline.deinterlace`). False: clips keep the fields, combed wherever something moves."""
@@ -361,7 +362,7 @@ def _finish(clip: ClipRecord, encoder: ClipEncoder) -> None:
 class ExtractStage(Stage):
     """Decode only the kept spans again and encode each kept clip to H.264 mp4 bytes.
 
-    The last CPU stage: its records leave the worker in parts of about ``part_bytes`` of mp4
+    The last CPU stage: its records leave the worker in parts of about ``part_bytes`` (mp4s, keyframes)
     (:meth:`process_parts`), so a long video's clips are never all in memory at once. An error
     part-way rejects the clips not yet written (``error:extract``); those written stay.
     """
@@ -387,7 +388,7 @@ class ExtractStage(Stage):
         try:
             for clip in iter_extracted(record, self.config):
                 pending.append(clip)
-                size += len(clip.mp4)
+                size += len(clip.mp4) + sum(key.nbytes for key in clip.keyframes)
                 if size >= self.config.part_bytes:
                     yield record.part(pending)
                     sent.update(map(id, pending))

@@ -59,6 +59,11 @@ class Keyframe:
     def spooled(self) -> bool:
         return self._spool is not None
 
+    @property
+    def nbytes(self) -> int:
+        """The JPEG's size (without reading it back)."""
+        return self._where[1] if self._spool is not None else len(self._jpeg)
+
     def __getstate__(self) -> tuple[int, float, bytes]:
         return self.frame_index, self.time_s, self.jpeg
 
