@@ -166,8 +166,9 @@ class ShardSink:
 
     A long video comes in parts (:attr:`VideoRecord.final`): each part's clips go into the open shard
     as they come, and a full shard is committed even between two parts of a video; the video's row
-    comes with its final part. Clips an interrupted run committed (``journal.partial``) are skipped
-    when the video is redone, so none is written twice.
+    comes with its final part. A clip already written for the video (by an interrupted run:
+    ``journal.partial``; or by this one, when a retried task sends its parts again) is skipped, so
+    none is written twice.
     """
 
     def __init__(self, journal: OutputJournal, config: ShardConfig, manifest_only_every: int = 64) -> None:
@@ -178,13 +179,15 @@ class ShardSink:
         self.videos: list[dict] = []
         self.clips: list[dict] = []
         self.kept_written = 0
-        self.kept_in_parts: dict[str, int] = {}  # kept clips of videos whose final part is still to come
+        self.in_progress: dict[str, dict[str, bool]] = {}  # videos whose final part is to come: clip id -> kept
         self.consistent = True  # False while a record is half-added to the open shard
 
     def add(self, record: VideoRecord) -> None:
         self.consistent = False
-        committed = self.journal.partial.get(record.path, {})  # this video's clips an interrupted run committed
-        clips = [clip for clip in record.clips if clip.clip_id not in committed]
+        # this video's clips already written: by an interrupted run (journal.partial), or by this one
+        # in an earlier part (also the parts a retried task sends again)
+        written = self.in_progress.setdefault(record.path, dict(self.journal.partial.get(record.path, {})))
+        clips = [clip for clip in record.clips if clip.clip_id not in written]
         for clip in clips:
             if not clip.kept:
                 continue
@@ -195,13 +198,12 @@ class ShardSink:
                 self.writer = ShardWriter(self.journal.shards_dir, self.journal.new_shard_index())
             self.writer.add(clip)
             self.kept_written += 1
-        kept = self.kept_in_parts.pop(record.path, 0) + sum(clip.kept for clip in clips)
+        written.update((clip.clip_id, clip.kept) for clip in clips)
         if record.final:
-            record.video["num_kept"] = kept + sum(committed.values())
+            record.video["num_kept"] = sum(written.values())
             self.videos.append(record.video)
+            del self.in_progress[record.path]
             self.journal.partial.pop(record.path, None)
-        else:
-            self.kept_in_parts[record.path] = kept
         self.clips.extend(clip.row for clip in clips)
         self.consistent = True
         full = self.writer is not None and (self.writer.size >= self.config.max_bytes or self.writer.count >= self.config.max_samples)

@@ -33,7 +33,6 @@ class DecodeReport:
     rejected_packets: int = 0
     first_rejection: str | None = None  # "packet at 6.60 s: Invalid data found when processing input"
     damaged: list[tuple[int, int]] = field(default_factory=list)  # [start, end) runs of frame numbers (output order)
-    frames: int = 0  # frames yielded
 
     @property
     def damaged_frames(self) -> int:
@@ -59,8 +58,9 @@ def decode_frames(container: av.container.InputContainer, stream: av.video.strea
 
     With a ``report``, skipped packets and damaged frames are recorded in it. A damaged run starts at
     the first frame out after a rejected packet (frames still held for reordering may be clean: they
-    are counted in, to be safe) or at a frame the decoder flags corrupt, and ends at the next clean
-    keyframe; a packet the demuxer flags corrupt starts one too. Errors of the demuxer (a broken container) are raised, as ``container.decode`` does.
+    are counted in, to be safe), after a packet the demuxer flags corrupt, or at a frame the decoder
+    flags corrupt, and ends at the next clean keyframe. Errors of the demuxer (a broken container)
+    are raised, as ``container.decode`` raises them.
     """
     damaged_since: int | None = None
     count = 0
@@ -88,8 +88,6 @@ def decode_frames(container: av.container.InputContainer, stream: av.video.strea
                         report.damaged.append((damaged_since, count))
                     damaged_since = None
                 count += 1
-                if report is not None:
-                    report.frames = count
                 yield frame
     finally:  # also when the demuxer fails or the caller stops early: the open run ends at the last frame out
         if report is not None and damaged_since is not None and count > damaged_since:

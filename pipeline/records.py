@@ -18,7 +18,7 @@ import numpy as np
 
 class KeyframeSpool:
     """One scan's keyframe JPEGs in an anonymous temporary file on the worker's disk (gone once
-    closed or collected): a long video's keyframes (~40 kB per second of footage) wait there, not in
+    closed or collected): a long video's keyframes (~45 KiB per second of footage) wait there, not in
     memory, until the clips holding them leave the worker."""
 
     def __init__(self) -> None:

@@ -23,7 +23,8 @@ the next keyframe, are in no shot, and cuts or blends next to them (garbage besi
 are dropped.
 
 Memory is bounded: only per-frame scalars grow with the video; frames live in small ring
-buffers, keyframe JPEGs in a temporary file (:class:`pipeline.records.KeyframeSpool`). Frame times come from pts (VFR-safe); rotation metadata is applied.
+buffers, keyframe JPEGs in a temporary file (:class:`pipeline.records.KeyframeSpool`). Frame times
+come from pts (VFR-safe); rotation metadata is applied.
 """
 
 from __future__ import annotations
@@ -165,13 +166,17 @@ class ScanResult:
     seconds: float  # wall time of the scan
     rotation: int = 0  # display rotation applied (degrees counter-clockwise)
     decode_error: str | None = None  # set when decoding stopped early (truncated file): results cover what decoded
-    damaged: list[tuple[int, int]] = field(default_factory=list)  # runs of damaged frames (pipeline.decoding): in no shot
-    decode_report: DecodeReport = field(default_factory=DecodeReport)
+    decode_report: DecodeReport = field(default_factory=DecodeReport)  # packets skipped, damaged frames (in no shot)
     time_origin_s: float | None = None
     """Stream time of the first frame (``frame_times`` count from it): what extraction adds to seek
     and match frames by time. None when the frames lack usable timestamps (no pts, or times not
     strictly increasing): extraction then counts frames from the start instead."""
     meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def damaged(self) -> list[tuple[int, int]]:
+        """``[start, end)`` runs of damaged frames (:mod:`pipeline.decoding`): in no shot."""
+        return self.decode_report.damaged
 
     @property
     def duration_s(self) -> float:
@@ -411,7 +416,6 @@ def scan_video(path: str, config: ScanConfig | None = None) -> ScanResult:
         seconds=time.perf_counter() - t_start,
         rotation=rotation,
         decode_error=decode_error,
-        damaged=list(report.damaged),
         decode_report=report,
         time_origin_s=first_pts_t if times_usable else None,
         meta={

@@ -124,3 +124,20 @@ def test_resume_between_two_parts_of_a_video_writes_every_clip_once(video_with_c
     (row,) = videos.to_pylist()
     assert row["path"] == video_with_clips and row["num_kept"] == len(kept)
     assert pq.read_table(root / "manifest/clips.parquet").num_rows == len(ids)
+
+
+def test_parts_sent_again_by_a_retried_task_are_written_once(video_with_clips, tmp_path):
+    """Ray reruns a task whose node was lost: the video's first parts arrive twice."""
+    parts = list(ExtractStage(ExtractConfig(part_bytes=1)).process_parts(filtered(video_with_clips)))
+    copies = [pickle.loads(pickle.dumps(p)) for p in parts]
+    resent = [pickle.loads(pickle.dumps(p)) for p in parts[:2]]
+    root = tmp_path / "out"
+    journal = OutputJournal(root)
+    sink = ShardSink(journal, ShardConfig(max_samples=1))
+    for part in copies[:2] + resent + copies[2:]:
+        sink.add(part)
+    sink.flush()
+    videos, clips = journal.finalize()
+    kept = sorted(c.clip_id for p in parts for c in p.kept_clips())
+    assert sorted(m.removesuffix(".mp4") for m in shard_members(root)) == kept
+    assert clips.num_rows == sum(len(p.clips) for p in parts) and videos.column("num_kept").to_pylist() == [len(kept)]
