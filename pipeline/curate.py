@@ -65,11 +65,11 @@ class ScanStage(Stage):
         start = time.perf_counter()
         with opencv_threads(self.config.decode_threads):
             record.scan = scan_video(record.path, self.config)
-        record.keyframes = list(record.scan.keyframes)
+        scan = record.scan
+        record.keyframes = list(scan.keyframes)
         # the frames that decode, which the clips' frame numbers count (the probe counted packets:
         # more where a stream starts mid-GOP, as a cut MPEG-TS recording does)
-        record.video["frame_count"] = record.scan.num_frames
-        scan = record.scan
+        record.video["frame_count"] = scan.num_frames
         record.video["damaged_frames"] = scan.decode_report.damaged_frames
         notes = [note for note in (scan.decode_report.summary(), scan.decode_error) if note]
         record.video["warning"] = "; ".join(notes) or None

@@ -311,12 +311,6 @@ class ClipEncoder:
         return self.buffer.getvalue()
 
 
-def extract_clips(record: VideoRecord, config: ExtractConfig) -> None:
-    """Fill ``clip.mp4`` and the output fps/size/frame count of every kept clip of ``record``."""
-    for _ in iter_extracted(record, config):
-        pass
-
-
 def iter_extracted(record: VideoRecord, config: ExtractConfig) -> Iterator[ClipRecord]:
     """The kept clips of ``record`` in source order, each as soon as its mp4 is done (``clip.mp4`` and
     the output fps/size/frame count filled): one pass over the video however many clips it has."""

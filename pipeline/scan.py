@@ -382,9 +382,13 @@ def scan_video(path: str, config: ScanConfig | None = None) -> ScanResult:
         damaged = np.zeros(n + 1, bool)
         for start, end in report.damaged:
             damaged[start:end] = True
-        cuts = [k for k in cuts if not damaged[max(k - 1, 0) : k + 1].any()]
-        blends = [b for b in blends if not damaged[max(b.start - 1, 0) : b.end + 1].any()]
-        black_runs = [(s, e) for s, e in black_runs if not damaged[max(s - 1, 0) : e + 1].any()]
+
+        def beside_damage(start: int, end: int) -> bool:  # a frame of [start - 1, end] damaged
+            return bool(damaged[max(start - 1, 0) : end + 1].any())
+
+        cuts = [k for k in cuts if not beside_damage(k, k)]
+        blends = [b for b in blends if not beside_damage(b.start, b.end)]
+        black_runs = [(s, e) for s, e in black_runs if not beside_damage(s, e)]
     transitions, shots = resolve_transitions(
         n, cuts, blends, black_runs, luma_arr, black_luma=config.black_luma, cut_tolerance=config.cut_merge_frames
     )

@@ -158,10 +158,14 @@ class Stage(abc.ABC):
             try:
                 out.append(self.process_record(record))
             except Exception as exc:  # one broken video never stops the run
-                log.warning("%s failed on %s: %s", self.name, record.path, exc)
-                record.fail(f"{self.name}: {type(exc).__name__}: {exc}")
-                out.append(record)
+                out.append(self._failed(record, exc))
         return out
+
+    def _failed(self, record: VideoRecord, exc: Exception) -> VideoRecord:
+        """``record`` marked failed by ``exc`` (logged), the way every stage reports a broken video."""
+        log.warning("%s failed on %s: %s", self.name, record.path, exc)
+        record.fail(f"{self.name}: {type(exc).__name__}: {exc}")
+        return record
 
     def process_parts(self, record: VideoRecord) -> Iterator[VideoRecord]:
         """The record processed, as one or more records: non-final parts (clips sent on ahead), then
@@ -183,9 +187,7 @@ class Stage(abc.ABC):
         except Exception as exc:
             if sent:
                 raise
-            log.warning("%s failed on %s: %s", self.name, record.path, exc)
-            record.fail(f"{self.name}: {type(exc).__name__}: {exc}")
-            yield record
+            yield self._failed(record, exc)
 
     def for_each_clip(self, record: VideoRecord, fn: Callable[[ClipRecord], None], kept_only: bool = True) -> None:
         """Apply ``fn`` to each (kept) clip; an exception rejects that clip alone with ``error:<stage>``."""
