@@ -141,3 +141,11 @@ def test_parts_sent_again_by_a_retried_task_are_written_once(video_with_clips, t
     kept = sorted(c.clip_id for p in parts for c in p.kept_clips())
     assert sorted(m.removesuffix(".mp4") for m in shard_members(root)) == kept
     assert clips.num_rows == sum(len(p.clips) for p in parts) and videos.column("num_kept").to_pylist() == [len(kept)]
+
+
+@pytest.mark.parametrize("value, message", [("0", "extract: part_bytes: expected >= 1, got 0"), ("big", "extract.part_bytes: expected an integer")])
+def test_part_size_is_validated(value, message):
+    from pipeline.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=message):
+        load_config(CurateConfig, overrides=[f"extract.part_bytes={value}"])
