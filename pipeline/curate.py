@@ -22,7 +22,8 @@ from captioner.config import CaptionJobConfig
 from pipeline.config import ConfigError, config_to_dict
 from pipeline.extract import ExtractConfig, ExtractStage
 from pipeline.filters import FilterConfig, FilterStage
-from pipeline.journal import OutputJournal
+from pipeline.journal import OutputError, OutputJournal, output_folder, writing_to
+from pipeline.manifest import write_atomic
 from pipeline.plan import PlanConfig, PlanStage
 from pipeline.probe import ProbeConfig, ProbeStage
 from pipeline.records import VideoRecord
@@ -183,6 +184,12 @@ class ShardSink:
         self.consistent = True  # False while a record is half-added to the open shard
 
     def add(self, record: VideoRecord) -> None:
+        """Write ``record``'s kept clips into the open shard; commit it once full. A failed write
+        raises :class:`OutputError`."""
+        with writing_to(self.journal.root):
+            self._add(record)
+
+    def _add(self, record: VideoRecord) -> None:
         self.consistent = False
         # this video's clips already written: by an interrupted run (journal.partial), or by this one
         # in an earlier part (also the parts a retried task sends again)
@@ -211,8 +218,17 @@ class ShardSink:
             self.flush()
 
     def flush(self) -> None:
-        self.journal.commit(self.videos, self.clips, self.writer)
+        """Commit the open shard and the finished videos' rows. When that fails, they are dropped
+        (the shard's file removed): the videos are redone on resume."""
+        writer, videos, clips = self.writer, self.videos, self.clips
         self.writer, self.videos, self.clips = None, [], []
+        with writing_to(self.journal.root):
+            try:
+                self.journal.commit(videos, clips, writer)
+            except BaseException:
+                if writer is not None:
+                    writer.abort()
+                raise
 
     def abort(self) -> None:
         if self.writer is not None:
@@ -233,8 +249,8 @@ def check_config_matches(root: Path, config: Any, name: str = "curate_config.yam
                 "rerun with the same config to resume, or pass --overwrite to start over"
             )
     else:
-        root.mkdir(parents=True, exist_ok=True)
-        saved_path.write_text(yaml.safe_dump(current, sort_keys=False))
+        with writing_to(root):
+            write_atomic(saved_path, lambda f: f.write(yaml.safe_dump(current, sort_keys=False).encode()))
 
 
 def _diff_keys(a: Any, b: Any, prefix: str = "") -> Iterator[str]:
@@ -257,7 +273,7 @@ def curate(
 ) -> CurateSummary:
     """Curate ``paths`` into ``output``; resumes an interrupted run in the same folder."""
     started = time.perf_counter()
-    root = Path(output)
+    root = output_folder(output)
     journal = OutputJournal(root, overwrite=overwrite)
     check_config_matches(root, config)
     todo = [p for p in paths if p not in journal.done_paths]
@@ -268,7 +284,8 @@ def curate(
         start_ray(ray_address, num_cpus)
         ds = build_dataset(todo, cpu_stages(config) + model_stages(config))
         stream_into_shards(ds, ShardSink(journal, config.shards), len(todo), "video", progress, on_video)
-    videos, clips = journal.finalize()
+    with writing_to(root):
+        videos, clips = journal.finalize()
     _fill_summary(summary, videos, clips)
     summary.seconds = time.perf_counter() - started
     return summary
@@ -296,9 +313,15 @@ def stream_into_shards(
                     on_record(record)
                 bar.update(1)
         sink.flush()
-    except BaseException:
+    except OutputError:  # writing failed (a full disk...): nothing more is written
+        sink.abort()
+        raise
+    except BaseException:  # interrupted: commit the videos received whole, then stop
         if sink.consistent:
-            sink.flush()
+            try:
+                sink.flush()
+            except OutputError as exc:
+                log.warning("could not commit the last finished videos (they are redone on resume): %s", exc)
         else:
             sink.abort()
         raise

@@ -12,13 +12,16 @@ into the units manifest (``manifest/videos.parquet`` for curation) and ``manifes
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 from pathlib import Path
+from typing import Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.io import is_remote
 from pipeline.manifest import CLIP_SCHEMA, CLIPS_FILE, VIDEO_SCHEMA, VIDEOS_FILE, conform, write_table_atomic
 from pipeline.shards import shard_name
 
@@ -27,7 +30,38 @@ _SHARD = re.compile(r"shard-(\d{6})\.tar$")
 
 
 class OutputError(OSError):
-    """The output folder cannot be used (not writable, not a vidforge folder...)."""
+    """The output folder cannot be used (not writable, not a vidforge folder, a write failed...)."""
+
+
+def output_folder(output: str | Path) -> Path:
+    """The local folder ``output`` names (a path or a ``file://`` URI), made absolute.
+
+    The output is a folder on a filesystem the driver writes (local, or shared: NFS, a bucket
+    mounted with s3fs or gcsfuse): its commits rely on atomic renames. A remote URI is refused here,
+    before anything is written (``s3://b/x`` would otherwise become a local folder named ``s3:``)."""
+    text = str(output)
+    if is_remote(text):
+        raise OutputError(
+            f"{text}: the output must be a folder on a local or shared filesystem; remote URIs (s3://, gs://...) "
+            "are read as inputs but not written to: mount the bucket (s3fs, gcsfuse...) or write locally and copy"
+        )
+    return Path(text.removeprefix("file://")).absolute()
+
+
+@contextlib.contextmanager
+def writing_to(root: Path) -> Iterator[None]:
+    """Report a failed write under ``root`` (a full disk, a quota, a lost mount) as an
+    :class:`OutputError` that says what failed and how to go on."""
+    try:
+        yield
+    except OutputError:
+        raise
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise OutputError(
+            f"{root}: writing the output failed: {exc.strerror or exc}{where}; what was committed before is kept: "
+            "fix this and rerun the same command to resume"
+        ) from exc
 
 
 class OutputJournal:
@@ -78,7 +112,8 @@ class OutputJournal:
         return self.parts_dir / f"part-{index:06d}-{kind}.parquet"
 
     def _recover(self) -> None:
-        for tmp in list(self.shards_dir.glob(".*.tmp-*")) + list(self.parts_dir.glob(".*.tmp-*")):
+        temporary = [d.glob(".*.tmp-*") for d in (self.shards_dir, self.parts_dir, self.parts_dir.parent, self.root)]
+        for tmp in [t for found in temporary for t in found]:
             tmp.unlink(missing_ok=True)
             self.recovered_orphans.append(tmp.name)
         markers = {int(m.group(1)) for p in self.parts_dir.iterdir() if (m := _PART.match(p.name)) and m.group(2) == "units"}
@@ -135,8 +170,15 @@ class OutputJournal:
         if shard is not None:
             shard.commit()
         index = self.next_part
-        write_table_atomic(clips_table, self._part_path(index, "clips"))
-        write_table_atomic(units_table, self._part_path(index, "units"))
+        try:
+            write_table_atomic(clips_table, self._part_path(index, "clips"))
+            write_table_atomic(units_table, self._part_path(index, "units"))
+        except Exception:  # a failed write (full disk): leave no shard or part the manifests do not commit
+            if not self._part_path(index, "units").exists():
+                self._part_path(index, "clips").unlink(missing_ok=True)
+                if shard is not None:
+                    shard.path.unlink(missing_ok=True)
+            raise
         self.next_part += 1
         self.done_paths.update(u["path"] for u in units)
         self.committed_clip_ids.update(c["clip_id"] for c in clips if c.get("kept"))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, BinaryIO, Callable, Iterable
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -99,13 +99,26 @@ def conform(rows: Iterable[dict[str, Any]], schema: pa.Schema) -> pa.Table:
     return pa.table(columns, schema=schema)
 
 
-def write_table_atomic(table: pa.Table, path: str | Path) -> None:
-    """Write a Parquet file under a temporary name, then rename it: readers never see half a file."""
+def write_atomic(path: str | Path, write: Callable[[BinaryIO], Any]) -> None:
+    """Write a file under a temporary name (``write(file)``), flush it to disk, then rename it into
+    place: readers never see half a file, and a failed write (a full disk) leaves nothing behind."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    pq.write_table(table, tmp, row_group_size=65536)  # readers stream row groups in bounded memory
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_table_atomic(table: pa.Table, path: str | Path) -> None:
+    """Write a Parquet file atomically (:func:`write_atomic`); readers stream its row groups in bounded memory."""
+    write_atomic(path, lambda f: pq.write_table(table, f, row_group_size=65536))
 
 
 def read_manifest(path: str | Path, schema: pa.Schema) -> pa.Table:

@@ -25,8 +25,8 @@ import pyarrow as pa
 
 from pipeline.config import ConfigError
 from pipeline.curate import ShardSink, check_config_matches, start_ray, stream_into_shards
-from pipeline.journal import OutputError, OutputJournal
-from pipeline.manifest import CLIP_SCHEMA, VIDEOS_FILE
+from pipeline.journal import OutputError, OutputJournal, output_folder, writing_to
+from pipeline.manifest import CLIP_SCHEMA, VIDEOS_FILE, write_atomic
 from pipeline.records import ClipRecord, VideoRecord
 from pipeline.shards import ShardConfig
 from pipeline.stage import Stage, map_stages, to_batch
@@ -108,8 +108,8 @@ def copy_source_videos_manifest(shard_urls: list[str], output: Path) -> None:
         return
     source = local[0].resolve().parent.parent / VIDEOS_FILE
     if source.is_file():
-        (output / VIDEOS_FILE).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, output / VIDEOS_FILE)
+        with open(source, "rb") as f:
+            write_atomic(output / VIDEOS_FILE, lambda out: shutil.copyfileobj(f, out))
 
 
 @dataclass
@@ -145,7 +145,7 @@ def recaption(
     import ray
 
     started = time.perf_counter()
-    root = Path(output)
+    root = output_folder(output)
     journal = OutputJournal(root, overwrite=overwrite, unit_schema=INPUT_GROUP_SCHEMA, units_file=INPUTS_FILE, units_are_sources=False)
     check_config_matches(root, config, name="caption_config.yaml")
     start_ray(ray_address, num_cpus)
@@ -154,8 +154,9 @@ def recaption(
     ds = ds.map_batches(read_shard_groups, fn_kwargs={"clips_per_group": clips_per_group, "done": done}, batch_size=1, batch_format="numpy")
     ds = map_stages(ds, stages)
     stream_into_shards(ds, ShardSink(journal, shards or ShardConfig()), len(shard_urls), "group", progress)
-    _, clips = journal.finalize()
-    copy_source_videos_manifest(shard_urls, root)
+    with writing_to(root):
+        _, clips = journal.finalize()
+        copy_source_videos_manifest(shard_urls, root)
     status = clips.column("caption_status")
     return RecaptionSummary(
         groups=len(journal.done_paths),

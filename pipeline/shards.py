@@ -87,8 +87,10 @@ class ShardWriter:
         os.replace(self.tmp_path, self.path)
 
     def abort(self) -> None:
-        try:
-            self._tar.close()
-            self._file.close()
-        finally:
-            self.tmp_path.unlink(missing_ok=True)
+        """Drop the shard: its temporary file is removed, also when closing it fails (a full disk)."""
+        for close in (self._tar.close, self._file.close):
+            try:
+                close()
+            except (OSError, ValueError):
+                pass
+        self.tmp_path.unlink(missing_ok=True)

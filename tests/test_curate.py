@@ -155,6 +155,9 @@ def test_rerun_is_a_no_op_and_bad_usage_is_reported(curated_output, tmp_path):
     assert proc.returncode == 2 and "not writable" in proc.stderr
     proc = run_curate(str(corpus), "--output", str(out), "--set", "plan.margin_s=0.5", check=False)
     assert proc.returncode == 2 and "plan.margin_s" in proc.stderr and "--overwrite" in proc.stderr
+    proc = run_curate(str(corpus), "--output", "s3://bucket/curated", check=False, cwd=tmp_path)
+    assert proc.returncode == 2 and "s3://bucket/curated: the output must be a folder on a local or shared filesystem" in proc.stderr
+    assert not (tmp_path / "s3:").exists()
 
 
 # The interrupted run: the real CLI, whose process group SIGKILLs itself (driver and embedded Ray, no clean-up)
@@ -205,6 +208,66 @@ def test_resume_after_sigkill_gives_the_same_clips(curated_output, tmp_path, par
     keys = [s["__key__"] for s in shard_samples(resumed)]
     assert sorted(keys) == sorted(k for k, kept in reference.items() if kept)
     assert not list((resumed / "shards").glob(".*"))  # no half-written shard left
+
+
+# The disk fills once a commit is on disk: the shard being written (``shard``) or, after the shard is
+# renamed into place, the manifest part that commits it (``manifest``) cannot be written.
+_DISK_FULL_AFTER_FIRST_COMMIT = """
+import errno, os, sys
+from pathlib import Path
+import pipeline.journal as journal
+import pipeline.shards as shards
+from pipeline.cli import main
+
+where = sys.argv.pop(1)
+out = Path(sys.argv[sys.argv.index("--output") + 1])
+
+def disk_full_once_committed(name):
+    if list((out / "manifest" / "parts").glob("part-*-units.parquet")):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), name)
+
+if where == "shard":
+    add = shards.ShardWriter.add
+    def failing_add(self, clip):
+        disk_full_once_committed(str(self.tmp_path))
+        add(self, clip)
+    shards.ShardWriter.add = failing_add
+else:
+    write = journal.write_table_atomic
+    def failing_write(table, path):
+        if path.name.endswith("-units.parquet"):
+            disk_full_once_committed(str(path))
+        write(table, path)
+    journal.write_table_atomic = failing_write
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("where", ["shard", "manifest"])
+def test_a_full_disk_stops_the_run_cleanly_and_the_rerun_finishes(curated_output, tmp_path, where):
+    """A write fails (the disk is full): one clear line and exit code 2, no traceback; the commits
+    before stand, nothing uncommitted is left in place (no temporary file, no shard the manifests do
+    not name); the rerun gives the clips of an uninterrupted run."""
+    out, corpus, _ = curated_output
+    reference = {c["clip_id"]: c["kept"] for c in read_clips(out)}
+    failed = tmp_path / "failed"
+    settings = ["--set", "shards.max_samples=1"]
+    cmd = [sys.executable, "-c", _DISK_FULL_AFTER_FIRST_COMMIT, where, str(corpus), "--output", str(failed)]
+    proc = subprocess.run(cmd + ["--num-cpus", "1", "--no-progress", *settings], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    error = proc.stderr.strip().splitlines()[-1]
+    assert error.startswith(f"vidforge curate: error: {failed}: writing the output failed: No space left on device")
+    assert "rerun the same command" in error
+    parts = failed / "manifest" / "parts"
+    committed = sorted(parts.glob("part-*-units.parquet"))
+    assert committed and len(list(parts.glob("part-*-clips.parquet"))) == len(committed)
+    named = {c["shard"] for p in parts.glob("part-*-clips.parquet") for c in pq.read_table(p).to_pylist() if c["shard"]}
+    assert {p.name for p in (failed / "shards").iterdir()} == named  # no temporary file, no orphan shard
+    run_curate(str(corpus), "--output", str(failed), *settings)
+    clips = read_clips(failed)
+    assert {c["clip_id"]: c["kept"] for c in clips} == reference and len(clips) == len(reference)
+    assert sorted(s["__key__"] for s in shard_samples(failed)) == sorted(k for k, kept in reference.items() if kept)
 
 
 def test_two_node_cluster_survives_losing_a_worker_node(curated_output, tmp_path):

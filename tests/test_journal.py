@@ -1,10 +1,17 @@
 """The output journal: commits, recovery after a crash at any point, final manifests."""
 
+import errno
+import os
+from pathlib import Path
+
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import webdataset as wds
 
-from pipeline.journal import OutputError, OutputJournal
+import pipeline.journal as journal_module
+from pipeline.journal import OutputError, OutputJournal, output_folder, writing_to
+from pipeline.manifest import write_atomic, write_table_atomic
 from pipeline.records import ClipRecord
 from pipeline.shards import ShardWriter
 
@@ -76,3 +83,78 @@ def test_unwritable_output_is_a_clear_error(tmp_path):
     blocker.write_text("x")
     with pytest.raises(OutputError, match="output folder is not writable"):
         OutputJournal(blocker / "out")
+
+
+@pytest.mark.parametrize("uri", ["s3://bucket/curated", "gs://bucket/curated?retry_limit_seconds=5"])
+def test_a_remote_output_is_refused_before_anything_is_written(tmp_path, monkeypatch, uri):
+    monkeypatch.chdir(tmp_path)  # Path("s3://bucket/x") would be a local folder "s3:" here
+    with pytest.raises(OutputError, match="remote URIs .* are read as inputs but not written to") as info:
+        output_folder(uri)
+    assert uri in str(info.value)
+    assert not list(tmp_path.iterdir())
+
+
+def test_output_folder_is_local_and_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert output_folder("out") == tmp_path / "out"
+    assert output_folder(f"file://{tmp_path}/out") == tmp_path / "out"
+
+
+def _disk_full(*_args, **_kwargs):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def test_a_failed_commit_leaves_only_what_was_committed(tmp_path, monkeypatch):
+    """The disk fills while the manifest part is written: the shard already renamed into place is
+    removed with the clips part (nothing the manifests do not name stays), earlier commits stand,
+    and the message says what failed and how to go on."""
+    journal = OutputJournal(tmp_path)
+    _commit_video(journal, "a.mp4", ["a-1"])
+    writer = ShardWriter(journal.shards_dir, journal.new_shard_index())
+    clip = _clip("b-1", "b.mp4")
+    writer.add(clip)
+    real_write = journal_module.write_table_atomic
+
+    def units_part_fails(table, path):
+        if Path(path).name.endswith("-units.parquet"):
+            _disk_full()
+        real_write(table, path)
+
+    monkeypatch.setattr(journal_module, "write_table_atomic", units_part_fails)
+    with pytest.raises(OutputError, match=f"{tmp_path}: writing the output failed: No space left on device.*rerun the same command"):
+        with writing_to(tmp_path):
+            journal.commit([_video("b.mp4")], [clip.row], writer)
+    monkeypatch.undo()
+    assert sorted(p.name for p in journal.shards_dir.iterdir()) == ["shard-000000.tar"]
+    assert sorted(p.name for p in journal.parts_dir.iterdir()) == ["part-000000-clips.parquet", "part-000000-units.parquet"]
+    resumed = OutputJournal(tmp_path)
+    assert resumed.done_paths == {"a.mp4"} and not resumed.recovered_orphans
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
+def test_a_failed_shard_is_removed_even_when_closing_it_fails(tmp_path):
+    """The disk is full: the shard's last writes fail (its file now writes to /dev/full, which
+    answers ENOSPC), so committing fails, and so does closing it; abort still removes it."""
+    writer = ShardWriter(tmp_path, 0)
+    writer.add(_clip("a-1", "a.mp4"))
+    full = os.open("/dev/full", os.O_WRONLY)
+    os.dup2(full, writer._file.fileno())
+    os.close(full)
+    with pytest.raises(OSError, match="No space left"):
+        writer.commit()
+    writer.abort()
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_failed_rewrite_keeps_the_file_it_replaces(tmp_path):
+    path = tmp_path / "manifest.parquet"
+    write_table_atomic(pa.table({"x": [1, 2]}), path)
+
+    def half_then_full(f):
+        f.write(b"PAR1 half a file")
+        _disk_full()
+
+    with pytest.raises(OSError, match="No space left"):
+        write_atomic(path, half_then_full)
+    assert pq.read_table(path).column("x").to_pylist() == [1, 2]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.parquet"]
