@@ -274,18 +274,18 @@ def curate(
     """Curate ``paths`` into ``output``; resumes an interrupted run in the same folder."""
     started = time.perf_counter()
     root = output_folder(output)
-    journal = OutputJournal(root, overwrite=overwrite)
-    check_config_matches(root, config)
-    todo = [p for p in paths if p not in journal.done_paths]
-    summary = CurateSummary(inputs=len(paths), skipped_done=len(paths) - len(todo), output=str(root))
-    if journal.recovered_orphans:
-        log.warning("resuming: removed %d uncommitted files from an interrupted run", len(journal.recovered_orphans))
-    if todo:
-        start_ray(ray_address, num_cpus)
-        ds = build_dataset(todo, cpu_stages(config) + model_stages(config))
-        stream_into_shards(ds, ShardSink(journal, config.shards), len(todo), "video", progress, on_video)
-    with writing_to(root):
-        videos, clips = journal.finalize()
+    with OutputJournal(root, overwrite=overwrite) as journal:  # one run at a time in a folder
+        check_config_matches(root, config)
+        todo = [p for p in paths if p not in journal.done_paths]
+        summary = CurateSummary(inputs=len(paths), skipped_done=len(paths) - len(todo), output=str(root))
+        if journal.recovered_orphans:
+            log.warning("resuming: removed %d uncommitted files from an interrupted run", len(journal.recovered_orphans))
+        if todo:
+            start_ray(ray_address, num_cpus)
+            ds = build_dataset(todo, cpu_stages(config) + model_stages(config))
+            stream_into_shards(ds, ShardSink(journal, config.shards), len(todo), "video", progress, on_video)
+        with writing_to(root):
+            videos, clips = journal.finalize()
     _fill_summary(summary, videos, clips)
     summary.seconds = time.perf_counter() - started
     return summary

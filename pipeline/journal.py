@@ -13,8 +13,13 @@ into the units manifest (``manifest/videos.parquet`` for curation) and ``manifes
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import logging
+import os
 import re
 import shutil
+import socket
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -25,6 +30,9 @@ from pipeline.io import is_remote
 from pipeline.manifest import CLIP_SCHEMA, CLIPS_FILE, VIDEO_SCHEMA, VIDEOS_FILE, conform, write_table_atomic
 from pipeline.shards import shard_name
 
+log = logging.getLogger(__name__)
+
+LOCK_FILE = ".vidforge.lock"
 _PART = re.compile(r"part-(\d{6})-(units|clips)\.parquet$")
 _SHARD = re.compile(r"shard-(\d{6})\.tar$")
 
@@ -64,6 +72,38 @@ def writing_to(root: Path) -> Iterator[None]:
         ) from exc
 
 
+class OutputLock:
+    """One run at a time per output folder: an exclusive ``flock`` on ``OUT/.vidforge.lock``.
+
+    A second run on a folder another is writing (a job submitted twice) would take the first
+    one's open shard for an interrupted run's leftover and delete it. The kernel drops the lock
+    when the process ends however it ends (SIGKILL included): a crashed run never leaves the
+    folder locked. Filesystems without locks (some FUSE mounts) get a warning, not a refusal.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self._file = open(root / LOCK_FILE, "a+")
+        try:
+            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._file.seek(0)
+            holder = self._file.read().strip() or "a process that has not said who it is yet"
+            self._file.close()
+            raise OutputError(
+                f"{root}: another vidforge run is writing this folder ({holder}); wait for it to end or stop it "
+                "(two runs in one folder delete each other's files)"
+            ) from None
+        except OSError as exc:
+            log.warning("%s: cannot lock the output folder (%s); make sure no other run writes to it", root, exc.strerror or exc)
+        self._file.seek(0)
+        self._file.truncate()
+        self._file.write(f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        self._file.flush()
+
+    def release(self) -> None:
+        self._file.close()  # closing the file drops the lock
+
+
 class OutputJournal:
     def __init__(
         self,
@@ -81,6 +121,13 @@ class OutputJournal:
         self.shards_dir = self.root / "shards"
         self.parts_dir = self.root / "manifest" / "parts"
         try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            self.lock = OutputLock(self.root)  # before anything is removed: recovery, --overwrite
+        except OutputError:
+            raise
+        except OSError as exc:
+            raise OutputError(f"{self.root}: output folder is not writable ({exc.strerror or exc})") from None
+        try:
             if overwrite:
                 self.clear()
             self.shards_dir.mkdir(parents=True, exist_ok=True)
@@ -89,6 +136,7 @@ class OutputJournal:
             probe.write_bytes(b"")
             probe.unlink()
         except OSError as exc:
+            self.lock.release()
             raise OutputError(f"{self.root}: output folder is not writable ({exc.strerror or exc})") from None
         self.done_paths: set[str] = set()
         self.committed_clip_ids: set[str] = set()
@@ -100,6 +148,16 @@ class OutputJournal:
         self.next_shard = 0
         self.recovered_orphans: list[str] = []
         self._recover()
+
+    def close(self) -> None:
+        """End the run's hold on the folder (its lock)."""
+        self.lock.release()
+
+    def __enter__(self) -> "OutputJournal":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def clear(self) -> None:
         """Remove what an earlier run wrote (``--overwrite``); other files in the folder stay."""

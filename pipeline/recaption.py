@@ -147,16 +147,17 @@ def recaption(
     started = time.perf_counter()
     root = output_folder(output)
     journal = OutputJournal(root, overwrite=overwrite, unit_schema=INPUT_GROUP_SCHEMA, units_file=INPUTS_FILE, units_are_sources=False)
-    check_config_matches(root, config, name="caption_config.yaml")
-    start_ray(ray_address, num_cpus)
-    done = frozenset(journal.done_paths)
-    ds = ray.data.from_items([{"url": u} for u in shard_urls], override_num_blocks=len(shard_urls))
-    ds = ds.map_batches(read_shard_groups, fn_kwargs={"clips_per_group": clips_per_group, "done": done}, batch_size=1, batch_format="numpy")
-    ds = map_stages(ds, stages)
-    stream_into_shards(ds, ShardSink(journal, shards or ShardConfig()), len(shard_urls), "group", progress)
-    with writing_to(root):
-        _, clips = journal.finalize()
-        copy_source_videos_manifest(shard_urls, root)
+    with journal:  # one run at a time in a folder
+        check_config_matches(root, config, name="caption_config.yaml")
+        start_ray(ray_address, num_cpus)
+        done = frozenset(journal.done_paths)
+        ds = ray.data.from_items([{"url": u} for u in shard_urls], override_num_blocks=len(shard_urls))
+        ds = ds.map_batches(read_shard_groups, fn_kwargs={"clips_per_group": clips_per_group, "done": done}, batch_size=1, batch_format="numpy")
+        ds = map_stages(ds, stages)
+        stream_into_shards(ds, ShardSink(journal, shards or ShardConfig()), len(shard_urls), "group", progress)
+        with writing_to(root):
+            _, clips = journal.finalize()
+            copy_source_videos_manifest(shard_urls, root)
     status = clips.column("caption_status")
     return RecaptionSummary(
         groups=len(journal.done_paths),

@@ -155,6 +155,11 @@ def test_rerun_is_a_no_op_and_bad_usage_is_reported(curated_output, tmp_path):
     assert proc.returncode == 2 and "not writable" in proc.stderr
     proc = run_curate(str(corpus), "--output", str(out), "--set", "plan.margin_s=0.5", check=False)
     assert proc.returncode == 2 and "plan.margin_s" in proc.stderr and "--overwrite" in proc.stderr
+    from pipeline.journal import OutputJournal
+
+    with OutputJournal(tmp_path / "busy"):  # a run already writing there (this process)
+        proc = run_curate(str(corpus), "--output", str(tmp_path / "busy"), check=False)
+    assert proc.returncode == 2 and f"another vidforge run is writing this folder (pid {os.getpid()} on" in proc.stderr
     proc = run_curate(str(corpus), "--output", "s3://bucket/curated", check=False, cwd=tmp_path)
     assert proc.returncode == 2 and "s3://bucket/curated: the output must be a folder on a local or shared filesystem" in proc.stderr
     assert not (tmp_path / "s3:").exists()

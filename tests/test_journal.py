@@ -59,6 +59,7 @@ def test_recovery_removes_uncommitted_work(tmp_path):
     half.add(_clip("c-1", "c.mp4"))
     # crash 3: a clips part without its videos marker
     (journal.parts_dir / "part-000005-clips.parquet").write_bytes(b"junk")
+    journal.close()  # the crashed run's process is gone, and its lock with it
 
     resumed = OutputJournal(tmp_path)
     assert resumed.done_paths == {"a.mp4"}
@@ -73,6 +74,7 @@ def test_overwrite_starts_over(tmp_path):
     journal = OutputJournal(tmp_path)
     _commit_video(journal, "a.mp4", ["a-1"])
     (tmp_path / "notes.txt").write_text("mine")
+    journal.close()
     fresh = OutputJournal(tmp_path, overwrite=True)
     assert fresh.done_paths == set() and not list(fresh.shards_dir.iterdir())
     assert (tmp_path / "notes.txt").read_text() == "mine"
@@ -83,6 +85,23 @@ def test_unwritable_output_is_a_clear_error(tmp_path):
     blocker.write_text("x")
     with pytest.raises(OutputError, match="output folder is not writable"):
         OutputJournal(blocker / "out")
+
+
+def test_one_run_at_a_time_in_a_folder(tmp_path):
+    """A second run on a folder a live run holds is refused, naming the holder, and removes nothing
+    (its recovery would have taken the live run's open shard for a leftover); once the first run
+    ends, however it ends, the folder is free."""
+    first = OutputJournal(tmp_path)
+    open_shard = ShardWriter(first.shards_dir, first.new_shard_index())
+    open_shard.add(_clip("a-1", "a.mp4"))
+    with pytest.raises(OutputError, match=rf"another vidforge run is writing this folder \(pid {os.getpid()} on "):
+        OutputJournal(tmp_path, overwrite=True)
+    assert open_shard.tmp_path.exists()
+    open_shard.commit()
+    first.commit([_video("a.mp4")], [_clip("a-1", "a.mp4").row | {"shard": open_shard.name}], None)
+    first.close()
+    with OutputJournal(tmp_path) as second:
+        assert second.done_paths == {"a.mp4"} and not second.recovered_orphans
 
 
 @pytest.mark.parametrize("uri", ["s3://bucket/curated", "gs://bucket/curated?retry_limit_seconds=5"])
@@ -125,6 +144,7 @@ def test_a_failed_commit_leaves_only_what_was_committed(tmp_path, monkeypatch):
         with writing_to(tmp_path):
             journal.commit([_video("b.mp4")], [clip.row], writer)
     monkeypatch.undo()
+    journal.close()
     assert sorted(p.name for p in journal.shards_dir.iterdir()) == ["shard-000000.tar"]
     assert sorted(p.name for p in journal.parts_dir.iterdir()) == ["part-000000-clips.parquet", "part-000000-units.parquet"]
     resumed = OutputJournal(tmp_path)

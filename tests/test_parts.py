@@ -107,6 +107,7 @@ def test_resume_between_two_parts_of_a_video_writes_every_clip_once(video_with_c
     for part in copy()[:2]:
         sink.add(part)
     assert len(shard_members(root)) == 2 and sink.videos == []
+    sink.journal.close()  # the first run's process ends, and its lock on the folder with it
 
     # the rerun sees the video unfinished, its two clips committed, and redoes the video
     journal = OutputJournal(root)
