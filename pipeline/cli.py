@@ -37,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         config = load_config(CurateConfig, args.config, args.overrides)
-        paths = resolve_inputs(args.inputs)
+        sizes: dict[str, int] = {}
+        paths = resolve_inputs(args.inputs, sizes=sizes)
         if not paths:
             raise InputError(f"no videos found in {', '.join(args.inputs)}")
         summary = curate(
@@ -48,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
             overwrite=args.overwrite,
             num_cpus=args.num_cpus,
             progress=not args.no_progress,
+            input_sizes=sizes,
         )
     except (ConfigError, InputError, OutputError) as exc:
         print(f"vidforge curate: error: {exc}", file=sys.stderr)

@@ -130,6 +130,13 @@ def start_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     ctx.print_on_execution_start = False
 
 
+def largest_first(paths: list[str], sizes: dict[str, int | None]) -> list[str]:
+    """``paths`` largest file first (unknown sizes last; ties in their given order). A video is one
+    task, so a long one started last keeps a worker busy after all the others are done: started
+    first, it runs while the short ones fill the other workers (longest-processing-time-first)."""
+    return sorted(paths, key=lambda p: -(sizes.get(p) or 0))
+
+
 def build_dataset(paths: list[str], stages: list[tuple[type[Stage], Any]]):
     """The Ray Data plan: one block per video (up to a cap), then the stages (:func:`map_stages`)."""
     import ray
@@ -270,13 +277,15 @@ def curate(
     num_cpus: int | None = None,
     progress: bool = True,
     on_video: Callable[[VideoRecord], None] | None = None,
+    input_sizes: dict[str, int | None] | None = None,
 ) -> CurateSummary:
-    """Curate ``paths`` into ``output``; resumes an interrupted run in the same folder."""
+    """Curate ``paths`` into ``output``; resumes an interrupted run in the same folder. With
+    ``input_sizes`` (bytes, from :func:`pipeline.io.resolve_inputs`), the largest videos start first."""
     started = time.perf_counter()
     root = output_folder(output)
     with OutputJournal(root, overwrite=overwrite) as journal:  # one run at a time in a folder
         check_config_matches(root, config)
-        todo = [p for p in paths if p not in journal.done_paths]
+        todo = largest_first([p for p in paths if p not in journal.done_paths], input_sizes or {})
         summary = CurateSummary(inputs=len(paths), skipped_done=len(paths) - len(todo), output=str(root))
         if journal.recovered_orphans:
             log.warning("resuming: removed %d uncommitted files from an interrupted run", len(journal.recovered_orphans))

@@ -126,13 +126,18 @@ def _read_list(fs: pafs.FileSystem, fs_path: str, uri: str) -> list[str]:
     return out
 
 
-def resolve_inputs(inputs: Iterable[str], extensions: Iterable[str] = VIDEO_EXTENSIONS) -> list[str]:
+def resolve_inputs(
+    inputs: Iterable[str], extensions: Iterable[str] = VIDEO_EXTENSIONS, sizes: dict[str, int] | None = None
+) -> list[str]:
     """Expand video files, folders (recursively, by extension) and text files listing paths.
 
     Returns unique paths/URIs in a stable order. A missing path raises :class:`InputError`.
     Files named explicitly (or listed) are kept whatever their extension, so a broken or
-    mislabelled file ends as ``failed`` in the manifest instead of vanishing.
+    mislabelled file ends as ``failed`` in the manifest instead of vanishing. With ``sizes``, each
+    file's size in bytes goes into it (from the listing or the check that the file exists: no
+    request more).
     """
+    sizes = {} if sizes is None else sizes
     exts = tuple(e.lower() for e in extensions)
     seen: dict[str, None] = {}
     stack = list(inputs)
@@ -145,14 +150,18 @@ def resolve_inputs(inputs: Iterable[str], extensions: Iterable[str] = VIDEO_EXTE
         if info.type == pafs.FileType.Directory:
             selector = pafs.FileSelector(fs_path, recursive=True)
             found = sorted(
-                i.path for i in fs.get_file_info(selector) if i.type == pafs.FileType.File and i.path.lower().endswith(exts)
+                (i.path, i.size) for i in fs.get_file_info(selector) if i.type == pafs.FileType.File and i.path.lower().endswith(exts)
             )
-            for p in found:
-                seen.setdefault(_join(item, p, fs), None)
+            for p, size in found:
+                uri = _join(item, p, fs)
+                seen.setdefault(uri, None)
+                sizes.setdefault(uri, size)
         elif fs_path.lower().endswith(LIST_EXTENSIONS):
             stack[:0] = _read_list(fs, fs_path, item)
         else:
-            seen.setdefault(item if is_remote(item) else fs_path, None)
+            uri = item if is_remote(item) else fs_path
+            seen.setdefault(uri, None)
+            sizes.setdefault(uri, info.size)
     return list(seen)
 
 

@@ -28,8 +28,12 @@ def test_folders_and_list_files_resolve_to_uris(object_store, remote_corpus):
     listing = f"# a relative line is relative to the list's folder\n{first.rsplit('/', 1)[1]}\n{second}\n"
     list_uri = object_store.put("raw/videos.txt", listing.encode())
     folder = f"{object_store.scheme}://{object_store.bucket}/raw"
-    assert resolve_inputs([folder]) == sorted(remote_corpus)
-    assert resolve_inputs([list_uri]) == [first, second]
+    sizes: dict[str, int] = {}
+    assert resolve_inputs([folder], sizes=sizes) == sorted(remote_corpus)
+    assert sizes == {uri: os.path.getsize(path) for uri, path in remote_corpus.items()}  # from the listing
+    sizes.clear()
+    assert resolve_inputs([list_uri], sizes=sizes) == [first, second]
+    assert sizes == {u: os.path.getsize(remote_corpus[u]) for u in (first, second)}
     assert content_hash(first) == content_hash(remote_corpus[first]) and file_size(first) == os.path.getsize(remote_corpus[first])
     # the query string (per-URI filesystem options) travels with every listed file
     query = {"s3": "region=us-east-1", "gs": "retry_limit_seconds=5"}[object_store.scheme]
@@ -58,6 +62,24 @@ def test_other_schemes_go_through_fsspec(sample_corpus):
         assert remote.read() == local.read()
     with pytest.raises(InputError, match="nosuchscheme://b/a.mp4: cannot open this URI's filesystem"):
         resolve_inputs(["nosuchscheme://b/a.mp4"])
+
+
+def test_the_largest_local_video_starts_first(tmp_path):
+    """Sizes of listed and named files come with the paths; the run starts the largest first, so a
+    long video does not start last and keep one worker busy after the rest are done."""
+    from pipeline.curate import largest_first
+
+    (tmp_path / "raw").mkdir()
+    for name, size in [("a.mp4", 10), ("b.mp4", 30), ("c.mp4", 20)]:
+        (tmp_path / "raw" / name).write_bytes(b"x" * size)
+    (tmp_path / "big.mov").write_bytes(b"x" * 40)
+    listing = tmp_path / "more.txt"
+    listing.write_text("big.mov\n")
+    sizes: dict[str, int] = {}
+    paths = resolve_inputs([str(tmp_path / "raw"), str(listing)], sizes=sizes)
+    assert [os.path.basename(p) for p in paths] == ["a.mp4", "b.mp4", "c.mp4", "big.mov"]
+    assert [os.path.basename(p) for p in largest_first(paths, sizes)] == ["big.mov", "b.mp4", "c.mp4", "a.mp4"]
+    assert largest_first(["x", "y", "z"], {"y": 5}) == ["y", "x", "z"]  # unknown sizes last, in their order
 
 
 def test_join_keeps_the_authority_of_filesystems_whose_paths_lack_it():

@@ -66,7 +66,9 @@ def main(argv: list[str] | None = None) -> int:
 
     t = _step("3. curate (probe → scan → plan → filter → extract → aesthetic → dedup → caption → CLIP score → shards)")
     config = CurateConfig(caption=caption_config)
-    summary = curate(resolve_inputs([str(corpus)]), curated, config, overwrite=True, num_cpus=args.num_cpus)
+    sizes: dict[str, int] = {}
+    paths = resolve_inputs([str(corpus)], sizes=sizes)
+    summary = curate(paths, curated, config, overwrite=True, num_cpus=args.num_cpus, input_sizes=sizes)
     print("   " + summary.line())
     if summary.kept == 0:
         raise SystemExit("vidforge demo: curation kept no clip; nothing to train on")
