@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from pipeline.config import ConfigError, load_config
+from pipeline.config import ConfigError, load_config, positive_int
 from pipeline.io import InputError, resolve_inputs
 from pipeline.journal import OutputError
 
@@ -24,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", "-c", metavar="YAML", help=DEFAULT_CONFIG_HELP)
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. --set filter.min_motion=0.02 (repeatable)")
     parser.add_argument("--ray-address", metavar="ADDR", help="Ray cluster to run on (default: $RAY_ADDRESS, else an embedded local Ray)")
-    parser.add_argument("--num-cpus", type=int, metavar="N", help="CPUs of the embedded local Ray (default: all)")
+    parser.add_argument("--num-cpus", type=positive_int, metavar="N", help="CPUs of the embedded local Ray (default: all)")
     parser.add_argument("--overwrite", action="store_true", help="discard an earlier run's shards and manifests in OUT and start over")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from pipeline.curate import CurateConfig, curate
+    from pipeline.curate import ClusterError, CurateConfig, curate
 
     try:
         config = load_config(CurateConfig, args.config, args.overrides)
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
             progress=not args.no_progress,
             input_sizes=sizes,
         )
-    except (ConfigError, InputError, OutputError) as exc:
+    except (ConfigError, InputError, OutputError, ClusterError) as exc:
         print(f"vidforge curate: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

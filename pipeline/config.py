@@ -183,3 +183,16 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: typing.
 def config_to_dict(config: Any) -> dict:
     """A plain-data view of a config dataclass (for provenance and manifests)."""
     return dataclasses.asdict(config)
+
+
+def positive_int(text: str) -> int:
+    """``argparse`` type for counts such as ``--num-cpus``: an integer >= 1."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value

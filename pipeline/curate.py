@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import sys
 import time
 from dataclasses import dataclass, field
@@ -109,6 +110,25 @@ def model_stages(config: CurateConfig) -> list[tuple[type[Stage], Any]]:
     return build_stages(config.caption)
 
 
+class ClusterError(RuntimeError):
+    """The Ray cluster named by ``--ray-address`` / ``RAY_ADDRESS`` cannot be reached."""
+
+
+def check_reachable(address: str, timeout_s: float = 10.0) -> None:
+    """Fail fast where nothing listens at a cluster address (``host:port`` or ``ray://host:port``):
+    Ray itself retries such an address for minutes (over 5 measured), logging only warnings."""
+    host, sep, port = address.split("://", 1)[-1].rstrip("/").rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        return  # "auto" and other forms: Ray's own resolution
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise ClusterError(
+            f"Ray cluster at {address} (--ray-address / RAY_ADDRESS): cannot connect ({exc.strerror or exc}); "
+            "start it with `ray start --head`, or leave the address unset to run on an embedded local Ray"
+        ) from None
+
+
 def start_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     """Connect to ``address`` / ``RAY_ADDRESS``, or start an embedded local Ray."""
     import ray
@@ -116,11 +136,16 @@ def start_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        check_reachable(address)
     kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING, "log_to_driver": True}
     # our own progress bar replaces Ray Data's; silence the notice that they are off
     logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
     if address:
-        ray.init(address=address, **kwargs)
+        try:
+            ray.init(address=address, **kwargs)
+        except ConnectionError as exc:  # something listens there, but not a Ray cluster's GCS
+            raise ClusterError(f"Ray cluster at {address} (--ray-address / RAY_ADDRESS): {exc}") from None
     else:
         # an embedded single-machine cluster: its auto-generated token notice is noise here
         logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)

@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from pipeline.config import ConfigError
-from pipeline.curate import ShardSink, check_config_matches, start_ray, stream_into_shards
+from pipeline.config import ConfigError, positive_int
+from pipeline.curate import ClusterError, ShardSink, check_config_matches, start_ray, stream_into_shards
 from pipeline.journal import OutputError, OutputJournal, output_folder, writing_to
 from pipeline.manifest import CLIP_SCHEMA, VIDEOS_FILE, write_atomic
 from pipeline.records import ClipRecord, VideoRecord
@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clips-per-task", type=int, default=16, help="clips per unit of work and commit (default: %(default)s)")
     parser.add_argument("--shard-max-samples", type=int, default=ShardConfig.max_samples, help="samples per output shard")
     parser.add_argument("--ray-address", help="Ray cluster (default: $RAY_ADDRESS, else an embedded local Ray)")
-    parser.add_argument("--num-cpus", type=int, help="CPUs of the embedded local Ray")
+    parser.add_argument("--num-cpus", type=positive_int, help="CPUs of the embedded local Ray")
     parser.add_argument("--overwrite", action="store_true", help="start over in OUTPUT")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
             urls, args.output, config, build_stages(config), ShardConfig(max_samples=args.shard_max_samples),
             args.clips_per_task, args.ray_address, args.num_cpus, args.overwrite, not args.no_progress,
         )
-    except (ConfigError, OutputError) as exc:
+    except (ConfigError, OutputError, ClusterError) as exc:
         print(f"vidforge caption: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -160,6 +161,13 @@ def test_rerun_is_a_no_op_and_bad_usage_is_reported(curated_output, tmp_path):
     with OutputJournal(tmp_path / "busy"):  # a run already writing there (this process)
         proc = run_curate(str(corpus), "--output", str(tmp_path / "busy"), check=False)
     assert proc.returncode == 2 and f"another vidforge run is writing this folder (pid {os.getpid()} on" in proc.stderr
+    proc = run_curate(str(corpus), "--output", str(tmp_path / "o"), "--num-cpus", "0", check=False)
+    assert proc.returncode == 2 and "--num-cpus: expected an integer >= 1, got 0" in proc.stderr  # Ray hung on 0 CPUs
+    with socket.socket() as probe:  # a port nothing listens on once closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = run_curate(str(corpus), "--output", str(tmp_path / "o"), "--ray-address", f"127.0.0.1:{port}", check=False)
+    assert proc.returncode == 2 and f"Ray cluster at 127.0.0.1:{port} (--ray-address / RAY_ADDRESS): cannot connect" in proc.stderr
     proc = run_curate(str(corpus), "--output", "s3://bucket/curated", check=False, cwd=tmp_path)
     assert proc.returncode == 2 and "s3://bucket/curated: the output must be a folder on a local or shared filesystem" in proc.stderr
     assert not (tmp_path / "s3:").exists()

@@ -36,12 +36,14 @@ def _run(command: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from pipeline.config import positive_int
+
     parser = argparse.ArgumentParser(prog="vidforge demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--output", "-o", default="vidforge-demo", help="folder for everything the demo writes (default: %(default)s)")
-    parser.add_argument("--videos", type=int, default=6, help="generated videos in the corpus (default: %(default)s)")
+    parser.add_argument("--videos", type=positive_int, default=6, help="generated videos in the corpus (default: %(default)s)")
     parser.add_argument("--caption-preset", default="laptop", help="caption models to use when their weights are local (default: %(default)s)")
-    parser.add_argument("--train-steps", type=int, default=30, help="optimizer steps of the tiny fit (default: %(default)s)")
-    parser.add_argument("--num-cpus", type=int, help="CPUs of the embedded Ray (default: all)")
+    parser.add_argument("--train-steps", type=positive_int, default=30, help="optimizer steps of the tiny fit (default: %(default)s)")
+    parser.add_argument("--num-cpus", type=positive_int, help="CPUs of the embedded Ray (default: all)")
     args = parser.parse_args(argv)
 
     from captioner.smoke import resolve_preset
