@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         config = load_config(CurateConfig, args.config, args.overrides)
-        sizes: dict[str, int] = {}
+        sizes: dict[str, int | None] = {}
         paths = resolve_inputs(args.inputs, sizes=sizes)
         if not paths:
             raise InputError(f"no videos found in {', '.join(args.inputs)}")

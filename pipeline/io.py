@@ -127,7 +127,7 @@ def _read_list(fs: pafs.FileSystem, fs_path: str, uri: str) -> list[str]:
 
 
 def resolve_inputs(
-    inputs: Iterable[str], extensions: Iterable[str] = VIDEO_EXTENSIONS, sizes: dict[str, int] | None = None
+    inputs: Iterable[str], extensions: Iterable[str] = VIDEO_EXTENSIONS, sizes: dict[str, int | None] | None = None
 ) -> list[str]:
     """Expand video files, folders (recursively, by extension) and text files listing paths.
 

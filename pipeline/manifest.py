@@ -47,7 +47,9 @@ CLIP_SCHEMA = pa.schema(
         pa.field("source", pa.string(), nullable=False),
         pa.field("source_hash", pa.string()),
         pa.field("scene_index", pa.int32()),
-        pa.field("start_frame", pa.int64()),  # [start_frame, end_frame) in source frame numbers
+        # [start_frame, end_frame): the source's frames numbered in presentation order from the first one
+        # that decodes (a recording cut mid-GOP starts at its first keyframe); start_s: seconds from that frame
+        pa.field("start_frame", pa.int64()),
         pa.field("end_frame", pa.int64()),
         pa.field("start_s", pa.float64()),
         pa.field("end_s", pa.float64()),

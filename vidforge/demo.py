@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
 
     t = _step("3. curate (probe → scan → plan → filter → extract → aesthetic → dedup → caption → CLIP score → shards)")
     config = CurateConfig(caption=caption_config)
-    sizes: dict[str, int] = {}
+    sizes: dict[str, int | None] = {}
     paths = resolve_inputs([str(corpus)], sizes=sizes)
     summary = curate(paths, curated, config, overwrite=True, num_cpus=args.num_cpus, input_sizes=sizes)
     print("   " + summary.line())
