@@ -131,18 +131,23 @@ def resolve_inputs(
 ) -> list[str]:
     """Expand video files, folders (recursively, by extension) and text files listing paths.
 
-    Returns unique paths/URIs in a stable order. A missing path raises :class:`InputError`.
-    Files named explicitly (or listed) are kept whatever their extension, so a broken or
-    mislabelled file ends as ``failed`` in the manifest instead of vanishing. With ``sizes``, each
-    file's size in bytes goes into it (from the listing or the check that the file exists: no
-    request more).
+    Returns unique paths/URIs in a stable order. A missing path given here raises
+    :class:`InputError`. Files named explicitly (or listed) are kept whatever their extension, so a
+    broken or mislabelled file ends as ``failed`` in the manifest instead of vanishing. A video a
+    list names (by its extension) is taken as it is, unchecked: one request per entry would hold a
+    list of a million videos in the bucket up for hours before the run starts; a missing one ends
+    ``failed`` like a broken one. With ``sizes``, each checked file's size in bytes goes into it
+    (from the listing or the check that it exists: no request more).
     """
     sizes = {} if sizes is None else sizes
     exts = tuple(e.lower() for e in extensions)
     seen: dict[str, None] = {}
-    stack = list(inputs)
+    stack = [(str(item), False) for item in inputs]  # (path or URI, named by a list file)
     while stack:
-        item = str(stack.pop(0))
+        item, listed = stack.pop(0)
+        if listed and item.partition("?")[0].lower().endswith(exts):
+            seen.setdefault(item if is_remote(item) else str(Path(item.removeprefix("file://")).absolute()), None)
+            continue
         fs, fs_path = filesystem(item)
         info = fs.get_file_info(fs_path)
         if info.type == pafs.FileType.NotFound:
@@ -157,7 +162,7 @@ def resolve_inputs(
                 seen.setdefault(uri, None)
                 sizes.setdefault(uri, size)
         elif fs_path.lower().endswith(LIST_EXTENSIONS):
-            stack[:0] = _read_list(fs, fs_path, item)
+            stack[:0] = [(line, True) for line in _read_list(fs, fs_path, item)]
         else:
             uri = item if is_remote(item) else fs_path
             seen.setdefault(uri, None)

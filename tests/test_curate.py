@@ -329,8 +329,13 @@ def test_curate_remote_inputs_gives_the_clips_of_the_local_files(curated_output,
     staged_before = set(glob.glob(os.path.join(tempfile.gettempdir(), "vidforge-staged-*")))
     remote_out = tmp_path / "from-store"
     folder = f"{object_store.scheme}://{object_store.bucket}/corpus"
-    run_curate(folder, "--output", str(remote_out))
+    missing = f"{object_store.scheme}://{object_store.bucket}/gone/video.mp4"  # listed, not there: fails, the run goes on
+    listing = object_store.put("lists/more.txt", f"{missing}\n".encode())
+    run_curate(folder, listing, "--output", str(remote_out))
     remote_videos = pq.read_table(remote_out / "manifest/videos.parquet").to_pylist()
+    (gone,) = [r for r in remote_videos if r["path"] == missing]
+    assert gone["status"] == "failed" and "not found" in gone["error"], gone["error"]
+    remote_videos.remove(gone)
     assert sorted(r["path"] for r in remote_videos) == sorted(f"{folder}/{p.name}" for p in corpus.glob("*.mp4"))
     for row in remote_videos:
         local = videos[row["path"].rsplit("/", 1)[1]]

@@ -33,7 +33,13 @@ def test_folders_and_list_files_resolve_to_uris(object_store, remote_corpus):
     assert sizes == {uri: os.path.getsize(path) for uri, path in remote_corpus.items()}  # from the listing
     sizes.clear()
     assert resolve_inputs([list_uri], sizes=sizes) == [first, second]
-    assert sizes == {u: os.path.getsize(remote_corpus[u]) for u in (first, second)}
+    assert sizes == {}  # the videos a list names are taken unchecked: no request each
+    # so a video a list names that is not there does not stop the run: the probe fails it (below)
+    missing = f"{object_store.scheme}://{object_store.bucket}/gone/video.mp4"
+    gone_list = object_store.put("raw/gone.txt", f"{missing}\n{second}\n".encode())
+    assert resolve_inputs([gone_list]) == [missing, second]
+    with pytest.raises(InputError, match="gone/video.mp4: input path not found"):
+        resolve_inputs([missing])  # named on the command line: a typo is an error at once
     assert content_hash(first) == content_hash(remote_corpus[first]) and file_size(first) == os.path.getsize(remote_corpus[first])
     # the query string (per-URI filesystem options) travels with every listed file
     query = {"s3": "region=us-east-1", "gs": "retry_limit_seconds=5"}[object_store.scheme]
@@ -74,11 +80,11 @@ def test_the_largest_local_video_starts_first(tmp_path):
         (tmp_path / "raw" / name).write_bytes(b"x" * size)
     (tmp_path / "big.mov").write_bytes(b"x" * 40)
     listing = tmp_path / "more.txt"
-    listing.write_text("big.mov\n")
+    listing.write_text("listed.mp4\n")  # not checked (and not there): its size is unknown
     sizes: dict[str, int] = {}
-    paths = resolve_inputs([str(tmp_path / "raw"), str(listing)], sizes=sizes)
-    assert [os.path.basename(p) for p in paths] == ["a.mp4", "b.mp4", "c.mp4", "big.mov"]
-    assert [os.path.basename(p) for p in largest_first(paths, sizes)] == ["big.mov", "b.mp4", "c.mp4", "a.mp4"]
+    paths = resolve_inputs([str(tmp_path / "raw"), str(listing), str(tmp_path / "big.mov")], sizes=sizes)
+    assert [os.path.basename(p) for p in paths] == ["a.mp4", "b.mp4", "c.mp4", "listed.mp4", "big.mov"]
+    assert [os.path.basename(p) for p in largest_first(paths, sizes)] == ["big.mov", "b.mp4", "c.mp4", "a.mp4", "listed.mp4"]
     assert largest_first(["x", "y", "z"], {"y": 5}) == ["y", "x", "z"]  # unknown sizes last, in their order
 
 
