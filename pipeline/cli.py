@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from pipeline.curate import ClusterError, CurateConfig, curate
+    from pipeline.curate import ClusterError, CurateConfig, Terminated, curate
 
     try:
         config = load_config(CurateConfig, args.config, args.overrides)
@@ -54,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, InputError, OutputError, ClusterError) as exc:
         print(f"vidforge curate: error: {exc}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("vidforge curate: stopped (SIGTERM); finished videos are committed — rerun the same command to resume", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("vidforge curate: interrupted; finished videos are committed — rerun the same command to resume", file=sys.stderr)
         return 130

@@ -8,10 +8,13 @@ through :class:`pipeline.journal.OutputJournal`, so an interrupted run resumes w
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import socket
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -325,17 +328,44 @@ def curate(
     return summary
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``ray job stop``, a scheduler's stop) while finished records were being written."""
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def stopping_on_sigterm() -> Iterator[None]:
+    """SIGTERM stops the block as Ctrl-C does (:class:`Terminated`): what is complete gets committed.
+    Without it, the handler Ray installs in the driver dumped a stack trace and aborted (exit 134)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:  # None: a handler installed outside Python (Ray's); the default then
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
 def stream_into_shards(
     ds, sink: ShardSink, total: int, unit: str, progress: bool, on_record: Callable[[VideoRecord], None] | None = None
 ) -> None:
     """Drain a dataset of finished records into ``sink``, with a progress bar (units and clips done, rate).
 
-    On any interruption the complete records (and parts of long videos) already received are
-    committed; the rest is redone on resume.
+    On any interruption (Ctrl-C, SIGTERM) the complete records (and parts of long videos) already
+    received are committed; the rest is redone on resume.
     """
     from tqdm import tqdm
 
     bar = tqdm(total=total, unit=unit, desc="vidforge", disable=not progress, file=sys.stderr, dynamic_ncols=True)
+    with stopping_on_sigterm():
+        _drain(ds, sink, bar, on_record)
+
+
+def _drain(ds, sink: ShardSink, bar, on_record: Callable[[VideoRecord], None] | None) -> None:
     try:
         for batch in ds.iter_batches(batch_size=1, batch_format="numpy", prefetch_batches=1):
             for record in from_batch(batch):

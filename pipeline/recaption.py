@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 
 from pipeline.config import ConfigError, positive_int
-from pipeline.curate import ClusterError, ShardSink, check_config_matches, start_ray, stream_into_shards
+from pipeline.curate import ClusterError, ShardSink, Terminated, check_config_matches, start_ray, stream_into_shards
 from pipeline.journal import OutputError, OutputJournal, output_folder, writing_to
 from pipeline.manifest import CLIP_SCHEMA, VIDEOS_FILE, write_atomic
 from pipeline.records import ClipRecord, VideoRecord
@@ -201,6 +201,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, OutputError, ClusterError) as exc:
         print(f"vidforge caption: error: {exc}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("vidforge caption: stopped (SIGTERM); rerun the same command to resume", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("vidforge caption: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130

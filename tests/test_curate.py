@@ -223,6 +223,27 @@ def test_resume_after_sigkill_gives_the_same_clips(curated_output, tmp_path, par
     assert not list((resumed / "shards").glob(".*"))  # no half-written shard left
 
 
+_TERM_AFTER_FIRST_COMMIT = _KILL_AFTER_FIRST_COMMIT.replace("os.killpg(0, signal.SIGKILL)", "os.kill(os.getpid(), signal.SIGTERM)")
+
+
+def test_sigterm_stops_cleanly_and_the_rerun_finishes(curated_output, tmp_path):
+    """SIGTERM (what `ray job stop` sends the driver) once a commit is on disk: the videos received
+    whole are committed, one line says so, exit 143 (Ray's own handler dumped a stack trace and
+    aborted, exit 134); the rerun gives the clips of an uninterrupted run."""
+    out, corpus, _ = curated_output
+    reference = {c["clip_id"]: c["kept"] for c in read_clips(out)}
+    stopped = tmp_path / "stopped"
+    settings = ["--set", "shards.max_samples=1"]
+    cmd = [sys.executable, "-c", _TERM_AFTER_FIRST_COMMIT, str(corpus), "--output", str(stopped), "--num-cpus", "1", "--no-progress", *settings]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 143, proc.stderr
+    assert "stopped (SIGTERM); finished videos are committed" in proc.stderr and "SIGTERM received" not in proc.stderr
+    assert list((stopped / "manifest" / "parts").glob("part-*-units.parquet"))
+    assert not list((stopped / "shards").glob(".*"))
+    run_curate(str(corpus), "--output", str(stopped), *settings)
+    assert {c["clip_id"]: c["kept"] for c in read_clips(stopped)} == reference
+
+
 # The disk fills once a commit is on disk: the shard being written (``shard``) or, after the shard is
 # renamed into place, the manifest part that commits it (``manifest``) cannot be written.
 _DISK_FULL_AFTER_FIRST_COMMIT = """
