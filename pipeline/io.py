@@ -38,6 +38,11 @@ def is_remote(uri: str) -> bool:
     return "://" in uri and not uri.startswith("file://")
 
 
+def local_path(uri: str) -> Path:
+    """The absolute path a local path or ``file://`` URI names."""
+    return Path(uri.removeprefix("file://")).absolute()
+
+
 PYARROW_SCHEMES = ("s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss")
 """URI schemes pyarrow.fs implements itself; any other goes through fsspec (wrapped by pyarrow)."""
 
@@ -82,7 +87,7 @@ def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
     :func:`staged_locally` staged it)."""
     uri = _staged.get(uri, uri)
     if not is_remote(uri):
-        return pafs.LocalFileSystem(), str(Path(uri.removeprefix("file://")).absolute())
+        return pafs.LocalFileSystem(), str(local_path(uri))
     try:
         return remote_filesystem(uri)
     except (ValueError, ImportError, OSError) as exc:
@@ -146,7 +151,7 @@ def resolve_inputs(
     while stack:
         item, listed = stack.pop(0)
         if listed and item.partition("?")[0].lower().endswith(exts):
-            seen.setdefault(item if is_remote(item) else str(Path(item.removeprefix("file://")).absolute()), None)
+            seen.setdefault(item if is_remote(item) else str(local_path(item)), None)
             continue
         fs, fs_path = filesystem(item)
         info = fs.get_file_info(fs_path)

@@ -26,7 +26,7 @@ from typing import Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.io import is_remote
+from pipeline.io import is_remote, local_path
 from pipeline.manifest import CLIP_SCHEMA, CLIPS_FILE, VIDEO_SCHEMA, VIDEOS_FILE, conform, write_table_atomic
 from pipeline.shards import shard_name
 
@@ -53,7 +53,7 @@ def output_folder(output: str | Path) -> Path:
             f"{text}: the output must be a folder on a local or shared filesystem; remote URIs (s3://, gs://...) "
             "are read as inputs but not written to: mount the bucket (s3fs, gcsfuse...) or write locally and copy"
         )
-    return Path(text.removeprefix("file://")).absolute()
+    return local_path(text)
 
 
 @contextlib.contextmanager
@@ -120,14 +120,10 @@ class OutputJournal:
         self.units_file = units_file
         self.shards_dir = self.root / "shards"
         self.parts_dir = self.root / "manifest" / "parts"
+        self.lock: OutputLock | None = None
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             self.lock = OutputLock(self.root)  # before anything is removed: recovery, --overwrite
-        except OutputError:
-            raise
-        except OSError as exc:
-            raise OutputError(f"{self.root}: output folder is not writable ({exc.strerror or exc})") from None
-        try:
             if overwrite:
                 self.clear()
             self.shards_dir.mkdir(parents=True, exist_ok=True)
@@ -136,7 +132,10 @@ class OutputJournal:
             probe.write_bytes(b"")
             probe.unlink()
         except OSError as exc:
-            self.lock.release()
+            if self.lock is not None:
+                self.lock.release()
+            if isinstance(exc, OutputError):  # another run holds the folder
+                raise
             raise OutputError(f"{self.root}: output folder is not writable ({exc.strerror or exc})") from None
         self.done_paths: set[str] = set()
         self.committed_clip_ids: set[str] = set()
