@@ -26,6 +26,7 @@ from captioner.config import CaptionJobConfig
 from pipeline.config import ConfigError, config_to_dict
 from pipeline.extract import ExtractConfig, ExtractStage
 from pipeline.filters import FilterConfig, FilterStage
+from pipeline.framecache import FrameCache
 from pipeline.journal import OutputError, OutputJournal, output_folder, writing_to
 from pipeline.manifest import write_atomic
 from pipeline.plan import PlanConfig, PlanStage
@@ -61,15 +62,30 @@ class CurateConfig:
 
 
 class ScanStage(Stage):
-    """One decode pass per video: cuts, transitions, luma, sharpness, motion, keyframes."""
+    """One decode pass per video: cuts, transitions, luma, sharpness, motion, keyframes; given the
+    extraction settings that follow in the chain, also the frame cache extraction encodes from
+    (:mod:`pipeline.framecache`). Config: ``(ScanConfig, ExtractConfig or None)``."""
 
     name = "scan"
     reads_source = True
 
+    def __init__(self, config: tuple[ScanConfig, ExtractConfig | None]) -> None:
+        super().__init__(config[0])
+        self.extract = config[1]
+
+    def _frame_cache(self, record: VideoRecord) -> FrameCache | None:
+        extract = self.extract
+        if extract is None or not extract.frame_cache_mb:
+            return None
+        if extract.deinterlace and getattr(record.probe, "interlaced", False):
+            return None  # its clips come from bwdif, fed from each seek
+        return FrameCache(extract, rotation=int(record.video.get("rotation") or 0))
+
     def process_record(self, record: VideoRecord) -> VideoRecord:
         start = time.perf_counter()
+        record.frame_cache = self._frame_cache(record)
         with opencv_threads(self.config.decode_threads):
-            record.scan = scan_video(record.path, self.config)
+            record.scan = scan_video(record.path, self.config, record.frame_cache)
         scan = record.scan
         record.keyframes = list(scan.keyframes)
         # the frames that decode, which the clips' frame numbers count (the probe counted packets:
@@ -97,7 +113,7 @@ def cpu_stages(config: CurateConfig) -> list[tuple[type[Stage], Any]]:
     """The per-video chain, run as one Ray task per video (fused: the scan signals stay in the worker)."""
     return [
         (VideoTaskStage, (config.probe, config.ray)),
-        (ScanStage, config.scan),
+        (ScanStage, (config.scan, config.extract)),
         (PlanStage, config.plan),
         (FilterStage, config.filter),
         (ExtractStage, config.extract),
@@ -271,13 +287,24 @@ class ShardSink:
         self.writer, self.videos, self.clips = None, [], []
 
 
+RUN_ONLY_KEYS = (
+    "ray", "scan.decode_threads", "extract.decode_threads", "extract.threads", "extract.frame_cache_mb", "extract.part_bytes",
+)
+"""Config keys (and sections) that change how a run goes, not what it writes (threads, memory, task
+sizes): a resumed run may change them, to fit other machines."""
+
+
 def check_config_matches(root: Path, config: Any, name: str = "curate_config.yaml") -> None:
-    """Resuming with another config would mix two runs' outputs: refuse, naming the changed keys."""
+    """Resuming with another config would mix two runs' outputs: refuse, naming the changed keys
+    (:data:`RUN_ONLY_KEYS` may change)."""
     saved_path = root / name
     current = config_to_dict(config)
     if saved_path.is_file():
         saved = yaml.safe_load(saved_path.read_text()) or {}
-        changed = sorted(_diff_keys(saved, yaml.safe_load(yaml.safe_dump(current))))
+        changed = sorted(
+            key for key in _diff_keys(saved, yaml.safe_load(yaml.safe_dump(current)))
+            if not any(key == run_only or key.startswith(run_only + ".") for run_only in RUN_ONLY_KEYS)
+        )
         if changed:
             raise ConfigError(
                 f"{root}: an earlier run here used a different config ({', '.join(changed[:6])} changed); "

@@ -1,9 +1,10 @@
 """Extract each kept clip to its own H.264 mp4 (in memory), frame-accurately, with PyAV.
 
-The second and last decode of a video: seeks to each kept span and decodes only that span,
-keeping exactly the frames [start_frame, end_frame) the manifest names (frame numbers are the
-scan's presentation-order numbering, matched here by presentation time; counted from the start
-where the source has no usable timestamps). Optionally downscales (never upscales) and resamples to
+Each clip is exactly the frames [start_frame, end_frame) the manifest names, in the scan's
+presentation-order numbering. Clips within the scan's frame cache (:mod:`pipeline.framecache`: all
+of a short video) are encoded from there; for the others this is the second and last decode of the
+video: it seeks to each kept span and decodes only that span (frames matched to the scan's numbers
+by presentation time; counted from the start where the source has no usable timestamps). Optionally downscales (never upscales) and resamples to
 a target frame rate. The clips are progressive (interlaced sources deinterlaced:
 :mod:`pipeline.deinterlace`), limited-range yuv420p, and carry the source's colour description; HDR
 and wide-gamut sources are converted to SDR BT.709 (:mod:`pipeline.colour`).
@@ -24,7 +25,7 @@ import numpy as np
 from av.video.frame import PictureType
 from av.video.reformatter import VideoReformatter
 
-from pipeline.colour import INTENTS, SdrConverter, copy_colour_tags, needs_sdr_conversion, sdr_converter
+from pipeline.colour import COLOUR_DESCRIPTION, INTENTS, SdrConverter, copy_colour_tags, needs_sdr_conversion, sdr_converter
 from pipeline.decoding import decode_frames
 from pipeline.deinterlace import deinterlaced
 from pipeline.io import decode_source
@@ -61,6 +62,10 @@ class ExtractConfig:
     deinterlace: bool = True
     """Deinterlace interlaced sources (``bwdif``, one frame per frame: numbering and frame rate kept;
     :mod:`pipeline.deinterlace`). False: clips keep the fields, combed wherever something moves."""
+    frame_cache_mb: float = 512
+    """Memory per video (MiB) for the frame cache (:mod:`pipeline.framecache`): the scan keeps the
+    frames it decodes ready for the encoder, so the clips that lie in the first this-many MiB of a video
+    (all of a short one: ~300 MiB holds 20 s of 24 fps video at 854x480) are not decoded again. 0: off."""
 
     def __post_init__(self) -> None:
         if self.max_short_side < 0:
@@ -72,6 +77,8 @@ class ExtractConfig:
         for key in ("threads", "decode_threads"):
             if getattr(self, key) < 0:
                 raise ValueError(f"{key}: expected >= 0 (0: FFmpeg's choice), got {getattr(self, key)}")
+        if self.frame_cache_mb < 0:
+            raise ValueError(f"frame_cache_mb: expected >= 0 (0: off), got {self.frame_cache_mb}")
         if self.part_bytes < 1:
             raise ValueError(f"part_bytes: expected >= 1, got {self.part_bytes}")
         if self.hdr_to_sdr is not None and self.hdr_to_sdr not in INTENTS:
@@ -206,11 +213,56 @@ def _decode_spans(
 LIMITED_RANGE = 1  # AVCOL_RANGE_MPEG: luma 16-235, what every decoder assumes of an untagged H.264 stream
 
 
+class FramePreparer:
+    """Makes a decoded frame what the encoder takes: SDR (HDR and wide-gamut sources), upright
+    (rotated sources), at the clip's size (area downscale), limited-range yuv420p.
+
+    One per video and output size: the scaler keeps its swscale context (``frame.reformat`` builds
+    one per frame). The same preparer serves the frame cache (:mod:`pipeline.framecache`), so a clip
+    encoded from the cache is fed the frames that decoding its span again would have given.
+    """
+
+    def __init__(self, size: tuple[int, int], rotation: int = 0, to_sdr: SdrConverter | None = None, threads: int = 1) -> None:
+        self.size = size
+        self.rotation = rotation
+        self.to_sdr = to_sdr
+        self.threads = threads
+        self.reformatter = VideoReformatter()
+
+    def __call__(self, frame: av.VideoFrame) -> av.VideoFrame:
+        # SDR conversion and scaling in the coded orientation, then the small picture turned upright
+        coded = self.size[::-1] if self.rotation in (90, 270) else self.size
+        if self.to_sdr is not None and needs_sdr_conversion(frame):
+            frame = self.to_sdr(frame, *coded, "yuv420p")  # at the clip's size: the scaler then has nothing left to do
+        # area averaging: the right filter for a downscale (sizes never grow), and swscale's fastest here;
+        # limited range, which every reader assumes of these clips: full-range sources (some phones, MJPEG) are converted
+        out = self.reformatter.reformat(
+            frame, width=coded[0], height=coded[1], format="yuv420p", interpolation="AREA",
+            dst_color_range=LIMITED_RANGE, threads=self.threads,
+        )
+        return rotated_yuv420p(out, self.rotation) if self.rotation else out
+
+
+def rotated_yuv420p(frame: av.VideoFrame, rotation: int) -> av.VideoFrame:
+    """A yuv420p frame turned by ``rotation`` degrees counter-clockwise, plane by plane (no colour
+    conversion: the values and colour description stay)."""
+    turned = rotation in (90, 270)
+    out = av.VideoFrame(frame.height if turned else frame.width, frame.width if turned else frame.height, "yuv420p")
+    for source, target in zip(frame.planes, out.planes):
+        pixels = np.frombuffer(source, np.uint8).reshape(source.height, source.line_size)[:, : source.width]
+        view = np.frombuffer(target, np.uint8).reshape(target.height, target.line_size)
+        view[:, : target.width] = rotate_upright(pixels, rotation)
+    copy_colour_tags(out, frame, COLOUR_DESCRIPTION)
+    return out
+
+
 class ClipEncoder:
     """Streams frames into an in-memory H.264 mp4, resampling to ``fps_out`` on the fly when set.
 
     Resampling takes, for each output time t0 + k/fps_out, the nearest source frame. Each frame
-    written is first made SDR and upright where the source needs it (:meth:`_prepared`).
+    written is first made ready by ``prepare`` (:class:`FramePreparer`), only the frames written
+    (resampling drops frames) and once each (it repeats some); None: the frames come ready (from
+    the frame cache).
 
     The bytes are not reproducible run to run: libx264 (one thread) given identical frames varies
     its output a little (~0.5% in size) whenever an H.264 decoder works in the same thread between
@@ -224,8 +276,7 @@ class ClipEncoder:
         config: ExtractConfig,
         resample: bool,
         span: tuple[float, float],
-        rotation: int = 0,
-        to_sdr: SdrConverter | None = None,
+        prepare: FramePreparer | None = None,
     ) -> None:
         self.buffer = io.BytesIO()
         self.container = av.open(self.buffer, "w", format="mp4")
@@ -236,7 +287,6 @@ class ClipEncoder:
         self.stream.pix_fmt = "yuv420p"
         self.stream.codec_context.color_range = LIMITED_RANGE
         self.stream.codec_context.thread_count = config.threads
-        self.scaler_threads = config.decode_threads
         self.stream.options = {"crf": str(config.crf), "preset": config.preset}
         self.size = size
         self.fps = fps
@@ -245,38 +295,18 @@ class ClipEncoder:
         self.next_target = self.t0
         self.previous: tuple[float, av.VideoFrame] | None = None
         self.count = 0
-        # one reformatter per clip keeps its swscale context (``frame.reformat`` builds one per frame)
-        self.reformatter = VideoReformatter()
-        self.rotation = rotation
-        self.to_sdr = to_sdr
+        self.prepare = prepare
         self._last_prepared: tuple[av.VideoFrame, av.VideoFrame] | None = None  # (source frame, prepared)
 
     def _prepared(self, frame: av.VideoFrame) -> av.VideoFrame:
-        """``frame`` as the clip shows it: SDR (HDR and wide-gamut sources, at the clip's size in the coded
-        orientation: the scaler then has nothing left to do) and upright (rotated sources). Only for the
-        frames written (resampling drops frames), once each (it repeats some)."""
-        if self._last_prepared is not None and self._last_prepared[0] is frame:
-            return self._last_prepared[1]
-        source = frame
-        if self.to_sdr is not None and needs_sdr_conversion(frame):
-            coded = self.size[::-1] if self.rotation in (90, 270) else self.size
-            frame = self.to_sdr(frame, *coded, "yuv420p")
-        if self.rotation:
-            rgb = frame.to_ndarray(format="rgb24", threads=self.scaler_threads)
-            upright = av.VideoFrame.from_ndarray(rotate_upright(rgb, self.rotation), format="rgb24")
-            copy_colour_tags(upright, frame)  # back to YUV with the source's matrix, tagged as the source
-            frame = upright
-        self._last_prepared = (source, frame)
-        return frame
+        if self.prepare is None:
+            return frame
+        if self._last_prepared is None or self._last_prepared[0] is not frame:
+            self._last_prepared = (frame, self.prepare(frame))
+        return self._last_prepared[1]
 
     def _write(self, frame: av.VideoFrame) -> None:
-        frame = self._prepared(frame)
-        # area averaging: the right filter for a downscale (sizes never grow), and swscale's fastest here;
-        # limited range, which every reader assumes of these clips: full-range sources (some phones, MJPEG) are converted
-        out = self.reformatter.reformat(
-            frame, width=self.size[0], height=self.size[1], format="yuv420p", interpolation="AREA",
-            dst_color_range=LIMITED_RANGE, threads=self.scaler_threads,
-        )
+        out = self._prepared(frame)
         if self.count == 0:
             copy_colour_tags(self.stream.codec_context, out)
         # constant-rate timestamps in the encoder's time base; the source's (pts and duration in its
@@ -313,25 +343,41 @@ class ClipEncoder:
 
 def iter_extracted(record: VideoRecord, config: ExtractConfig) -> Iterator[ClipRecord]:
     """The kept clips of ``record`` in source order, each as soon as its mp4 is done (``clip.mp4`` and
-    the output fps/size/frame count filled): one pass over the video however many clips it has."""
+    the output fps/size/frame count filled): one pass over the video however many clips it has.
+
+    Clips whose frames the scan left in ``record.frame_cache`` (:mod:`pipeline.framecache`) are encoded
+    from there; the rest are decoded again, their spans only."""
     kept = sorted(record.kept_clips(), key=lambda c: c.row["start_frame"])
     if not kept:
         return
     scan = record.scan
     rotation = int(record.video.get("rotation") or 0)
     spans = [(clip.row["start_frame"], clip.row["end_frame"]) for clip in kept]
-    current: ClipEncoder | None = None
-    current_index = -1
+    cache = record.frame_cache
+    from_cache = 0  # the first spans lie in the cache (it holds a prefix of the video)
+    if cache is not None and cache.size == output_size(scan.width, scan.height, config.max_short_side):
+        cache.keep_only(spans)  # what no clip needs is freed before encoding starts
+        while from_cache < len(spans) and cache.holds(*spans[from_cache]):
+            from_cache += 1
     keyframe_times = getattr(record.probe, "keyframe_times_s", None)
     if keyframe_times is not None and scan.time_origin_s is not None:
         keyframe_times = keyframe_times - scan.time_origin_s  # from the first frame, as the scan's times
     interlaced = config.deinterlace and bool(getattr(record.probe, "interlaced", False))
-    decoded = _decode_spans(
-        record.path, spans, scan.frame_times, scan.time_origin_s, config.seek_gap_s, config.decode_threads,
-        keyframe_times, deinterlace=interlaced,
+    decoded = iter(())  # the file is opened only if some span is left to decode
+    if from_cache < len(spans):
+        decoded = _decode_spans(
+            record.path, spans[from_cache:], scan.frame_times, scan.time_origin_s, config.seek_gap_s, config.decode_threads,
+            keyframe_times, deinterlace=interlaced,
+        )
+    frames = itertools.chain(
+        cache.take(spans[:from_cache], scan.frame_times) if from_cache else (),
+        ((from_cache + index, frame, t) for index, frame, t in decoded),
     )
     to_sdr = sdr_converter(config.hdr_to_sdr, config.decode_threads) if config.hdr_to_sdr else None
-    for index, frame, t in decoded:
+    preparers: dict[tuple[int, int], FramePreparer] = {}
+    current: ClipEncoder | None = None
+    current_index = -1
+    for index, frame, t in frames:
         if index != current_index:
             if current is not None:
                 _finish(kept[current_index], current)
@@ -340,7 +386,11 @@ def iter_extracted(record: VideoRecord, config: ExtractConfig) -> Iterator[ClipR
             size = output_size(clip.row["source_width"], clip.row["source_height"], config.max_short_side)
             fps = config.fps or float(clip.row["source_fps"])
             span = (t, float(clip.row["end_s"]))
-            current = ClipEncoder(fps, size, config, bool(config.fps), span, rotation=rotation, to_sdr=to_sdr)
+            if index < from_cache:
+                prepare = None  # the cache's frames are ready
+            else:
+                prepare = preparers.get(size) or preparers.setdefault(size, FramePreparer(size, rotation, to_sdr, config.decode_threads))
+            current = ClipEncoder(fps, size, config, bool(config.fps), span, prepare=prepare)
             current_index = index
         current.add(frame, t)
     if current is not None:
@@ -354,7 +404,7 @@ def _finish(clip: ClipRecord, encoder: ClipEncoder) -> None:
 
 
 class ExtractStage(Stage):
-    """Decode only the kept spans again and encode each kept clip to H.264 mp4 bytes.
+    """Encode each kept clip to H.264 mp4 bytes, from the frame cache or decoding its span again.
 
     The last CPU stage: its records leave the worker in parts of about ``part_bytes`` (mp4s, keyframes)
     (:meth:`process_parts`), so a long video's clips are never all in memory at once. An error
@@ -395,8 +445,9 @@ class ExtractStage(Stage):
                     clip.reject("error:extract")
                     clip.row["error"] = message
             record.video["warning"] = "; ".join(w for w in (record.video.get("warning"), message) if w)
-        # what follows (model stages, the driver) needs no per-frame signals
+        # what follows (model stages, the driver) needs no per-frame signals, nor frames
         record.scan = None
+        record.frame_cache = None
         record.probe = None
         record.clips = [clip for clip in record.clips if id(clip) not in sent]
         for clip in record.clips:

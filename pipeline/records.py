@@ -123,6 +123,7 @@ class VideoRecord:
     keyframes: list[Keyframe] = field(default_factory=list)
     scan: Any = None  # pipeline.scan.ScanResult while the CPU stages need it; dropped before the sink
     probe: Any = None  # pipeline.probe.ProbeResult
+    frame_cache: Any = None  # pipeline.framecache.FrameCache from the scan until extraction (arrives empty if pickled)
     final: bool = True
     """False: a part of a long video's clips, sent on ahead so that memory stays bounded
     (:meth:`pipeline.extract.ExtractStage.process_parts`); the video's last record is final and
@@ -139,6 +140,7 @@ class VideoRecord:
         self.clips = []
         self.keyframes = []
         self.scan = None
+        self.frame_cache = None
 
     def kept_clips(self) -> list[ClipRecord]:
         return [c for c in self.clips if c.kept]

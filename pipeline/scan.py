@@ -23,7 +23,8 @@ the next keyframe, are in no shot, and cuts or blends next to them (garbage besi
 are dropped.
 
 Memory is bounded: only per-frame scalars grow with the video; frames live in small ring
-buffers, keyframe JPEGs in a temporary file (:class:`pipeline.records.KeyframeSpool`). Frame times
+buffers, keyframe JPEGs in a temporary file (:class:`pipeline.records.KeyframeSpool`); the frame
+cache kept for extraction, when given, stops at its budget (:mod:`pipeline.framecache`). Frame times
 come from pts (VFR-safe); rotation metadata is applied.
 """
 
@@ -273,8 +274,11 @@ def opencv_threads(threads: int) -> Iterator[None]:
         cv2.setNumThreads(previous)
 
 
-def scan_video(path: str, config: ScanConfig | None = None) -> ScanResult:
-    """Decode ``path`` once and compute cuts, gradual transitions, per-frame scores and keyframes."""
+def scan_video(path: str, config: ScanConfig | None = None, frame_cache: Any = None) -> ScanResult:
+    """Decode ``path`` once and compute cuts, gradual transitions, per-frame scores and keyframes.
+
+    ``frame_cache`` (:class:`pipeline.framecache.FrameCache`) is given every decoded frame, for
+    extraction to encode from."""
     config = config or ScanConfig()
     t_start = time.perf_counter()
     with decode_source(str(path)) as source:  # a remote file object is closed on exit
@@ -324,6 +328,8 @@ def scan_video(path: str, config: ScanConfig | None = None) -> ScanResult:
                         geom = (aw, ah, flw, flh, bw, bh, dw, dh, kw, kh)
                         signals = FrameSignals(config, fps_frac, (flw, flh), (bw, bh))
                         batch = np.empty((BATCH_FRAMES, ah, aw, 3), np.uint8)
+                        if frame_cache is not None:
+                            frame_cache.begin(dw, dh)
                     aw, ah, flw, flh, bw, bh, dw, dh, kw, kh = geom
 
                     # pts-based time, VFR-safe
@@ -345,6 +351,8 @@ def scan_video(path: str, config: ScanConfig | None = None) -> ScanResult:
                     batch[pending] = bgr
                     pending += 1
                     times.append(t)
+                    if frame_cache is not None:
+                        frame_cache.add(index, frame)
 
                     if t + 1e-6 >= next_key_t:
                         sw, sh = (kh, kw) if rotation in (90, 270) else (kw, kh)

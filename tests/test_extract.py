@@ -134,16 +134,19 @@ def curate(path, **extract) -> VideoRecord:
     return run_on(VideoRecord(path=str(path)), sample_stages(**extract))
 
 
-@pytest.mark.parametrize("seeks", ["at keyframes", "before every clip"])
+@pytest.mark.parametrize("seeks", ["none: from the frame cache", "at keyframes", "before every clip"])
 @pytest.mark.parametrize("name", sorted(VARIANTS))
 def test_clips_hold_exactly_their_frames_in_any_container(sample_corpus, tmp_path, name, seeks):
-    """Extraction seeks where the probe's keyframe index says that decodes less, or (index dropped,
-    ``seek_gap_s`` 0) before every clip: the same frames either way."""
+    """Extraction takes the clips from the scan's frame cache, or with the cache off decodes them
+    again, seeking where the probe's keyframe index says that decodes less, or (index dropped,
+    ``seek_gap_s`` 0) before every clip: the same frames every way."""
     path = tmp_path / name
     reencode(sample_corpus[1].path, path, *VARIANTS[name], frame_ms=FRAME_MS.get(name))
-    stages = sample_stages(seek_gap_s=0.0)
+    cached = seeks.startswith("none")
+    stages = sample_stages(seek_gap_s=0.0, frame_cache_mb=512 if cached else 0)
     record = run_on(VideoRecord(path=str(path)), stages[:-1])
     assert record.video["status"] == "ok", record.video.get("error")
+    assert (record.frame_cache is not None) == cached
     if seeks == "before every clip":
         record.probe.keyframe_times_s = None
     record = run_on(record, stages[-1:])
@@ -398,6 +401,7 @@ def test_interlaced_source_comes_out_progressive(interlaced_video, seeks):
     path, progressive = interlaced_video
     stages = sample_stages(seek_gap_s=0.0)
     record = run_on(VideoRecord(path=str(path)), stages[:-1])
+    assert record.frame_cache is None  # bwdif is fed from each seek: no frame cache
     if seeks == "before every clip":
         record.probe.keyframe_times_s = None
     record = run_on(record, stages[-1:])

@@ -178,3 +178,26 @@ def test_a_failed_rewrite_keeps_the_file_it_replaces(tmp_path):
         write_atomic(path, half_then_full)
     assert pq.read_table(path).column("x").to_pylist() == [1, 2]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.parquet"]
+
+
+def test_resuming_refuses_another_config_but_not_other_resources(tmp_path):
+    """A rerun in the same folder with settings that change what is written is refused, naming the
+    keys; threads, memory and task sizes (other machines) may change."""
+    from pipeline.config import ConfigError
+    from pipeline.curate import CurateConfig, check_config_matches
+
+    check_config_matches(tmp_path, CurateConfig())  # first run: saves the config
+    saved = (tmp_path / "curate_config.yaml").read_text()
+    other_machines = CurateConfig()
+    other_machines.ray.num_cpus_per_video = 2
+    other_machines.scan.decode_threads = other_machines.extract.decode_threads = 2
+    other_machines.extract.frame_cache_mb = 0
+    other_machines.extract.part_bytes = 2**20
+    check_config_matches(tmp_path, other_machines)
+    assert (tmp_path / "curate_config.yaml").read_text() == saved  # the first run's config stays on record
+    other_output = CurateConfig()
+    other_output.filter.min_motion = 0.5
+    other_output.extract.max_short_side = 720
+    other_output.extract.frame_cache_mb = 0
+    with pytest.raises(ConfigError, match=r"extract\.max_short_side, filter\.min_motion changed.*--overwrite"):
+        check_config_matches(tmp_path, other_output)

@@ -192,14 +192,14 @@ def test_scan_stage_runs_opencv_on_the_decoder_threads(sample_corpus, monkeypatc
 
     seen = []
 
-    def fake_scan(path, config):
+    def fake_scan(path, config, frame_cache=None):
         seen.append(cv2.getNumThreads())
         return SimpleNamespace(keyframes=[], num_frames=0, decode_report=DecodeReport(), decode_error=None)
 
     monkeypatch.setattr(curate, "scan_video", fake_scan)
     default = cv2.getNumThreads()
     for threads in (1, 0):
-        curate.ScanStage(ScanConfig(decode_threads=threads)).process_record(VideoRecord(path=sample_corpus[0].path))
+        curate.ScanStage((ScanConfig(decode_threads=threads), None)).process_record(VideoRecord(path=sample_corpus[0].path))
         assert cv2.getNumThreads() == default
     assert seen == [1, default]
 

@@ -2,9 +2,11 @@
 
 - floor: decoding the same files once, nothing else, with the same number of processes (the faster
   of FFmpeg's decoder threads and one decoder thread per process);
-- vidforge scan → filter (probe, single-pass scan, plan, filter) and the whole CPU chain with
-  extraction at the default output size (short side 480, libx264 ``veryfast``), in the same process
-  pool; the whole chain again with the ``--fast-preset`` encoder preset, to show what the encoder costs;
+- vidforge scan → filter (probe, single-pass scan, plan, filter), without and with filling the frame
+  cache, and the whole CPU chain with extraction at the default output size (short side 480, libx264
+  ``veryfast``), in the same process pool, with the frame cache (the default) and without it (the
+  kept spans decoded again); the whole chain again with the ``--fast-preset`` encoder preset, to show
+  what the encoder costs;
 - multi-pass: PySceneDetect's own pass (ContentDetector), then a separate motion pass (decode again,
   optical flow), then extraction of the clips vidforge keeps (decode those spans again, encode with
   the same settings) — the glue-code way;
@@ -48,15 +50,18 @@ def decode_once(args: tuple[str, int]) -> int:
         return sum(1 for _ in container.decode(stream))
 
 
-def vidforge_chain(args: tuple[str, bool, str | None]) -> list[tuple[int, int]]:
-    """The real per-video CPU chain; returns the kept clips' frame ranges."""
+def vidforge_chain(args: tuple[str, bool, str | None, bool]) -> list[tuple[int, int]]:
+    """The real per-video CPU chain (with the frame cache, as by default, or without); returns the
+    kept clips' frame ranges."""
     from pipeline.curate import CurateConfig, cpu_stages
     from pipeline.records import VideoRecord
 
-    path, with_extract, preset = args
+    path, with_extract, preset, frame_cache = args
     config = CurateConfig()
     if preset:
         config.extract.preset = preset
+    if not frame_cache:
+        config.extract.frame_cache_mb = 0
     stages = cpu_stages(config)
     if not with_extract:
         stages = stages[:-1]
@@ -93,9 +98,7 @@ def extract_spans(args: tuple[str, list[tuple[int, int]], bool]) -> float:
     """Seek to each span, decode it, and downscale and encode it with vidforge's own clip encoder
     (default output size and settings). Returns the seconds spent encoding; with ``encoder_alone``
     the span's frames are decoded and downscaled first, so only the encode runs while timed."""
-    from av.video.reformatter import VideoReformatter
-
-    from pipeline.extract import LIMITED_RANGE, ClipEncoder, ExtractConfig, output_size
+    from pipeline.extract import ClipEncoder, ExtractConfig, FramePreparer, output_size
 
     path, spans, encoder_alone = args
     cfg = ExtractConfig()
@@ -106,7 +109,7 @@ def extract_spans(args: tuple[str, list[tuple[int, int]], bool]) -> float:
         stream.thread_count = 1
         fps = float(stream.average_rate)
         size = output_size(stream.codec_context.width, stream.codec_context.height, cfg.max_short_side)
-        reformatter = VideoReformatter()
+        prepare = FramePreparer(size)
         for a, b in spans:
             container.seek(int(a / fps / stream.time_base), stream=stream, backward=True)
 
@@ -120,13 +123,10 @@ def extract_spans(args: tuple[str, list[tuple[int, int]], bool]) -> float:
                     yield frame
 
             frames = span_frames()
-            if encoder_alone:  # downscaled beforehand, as the encoder takes them: the encoder's own resize is then a no-op
-                frames = [
-                    reformatter.reformat(f, *size, format="yuv420p", interpolation="AREA", dst_color_range=LIMITED_RANGE, threads=1)
-                    for f in frames
-                ]
+            if encoder_alone:  # downscaled beforehand, as the encoder takes them
+                frames = [prepare(f) for f in frames]
             start = time.perf_counter()
-            encoder = ClipEncoder(fps, size, cfg, resample=False, span=(0.0, 0.0))
+            encoder = ClipEncoder(fps, size, cfg, resample=False, span=(0.0, 0.0), prepare=None if encoder_alone else prepare)
             for frame in frames:
                 encoder.add(frame, 0.0)
             encoder.finish()
@@ -194,9 +194,11 @@ def main() -> None:
         runs = {  # name: (function, its items)
             "floor_auto": (decode_once, lambda: [(p, 0) for p in paths]),
             "floor_single": (decode_once, lambda: [(p, 1) for p in paths]),
-            "scan": (vidforge_chain, lambda: [(p, False, None) for p in paths]),
-            "whole": (vidforge_chain, lambda: [(p, True, None) for p in paths]),
-            "fast": (vidforge_chain, lambda: [(p, True, args.fast_preset) for p in paths]),
+            "scan": (vidforge_chain, lambda: [(p, False, None, False) for p in paths]),
+            "scan_cached": (vidforge_chain, lambda: [(p, False, None, True) for p in paths]),
+            "whole": (vidforge_chain, lambda: [(p, True, None, True) for p in paths]),
+            "whole_uncached": (vidforge_chain, lambda: [(p, True, None, False) for p in paths]),
+            "fast": (vidforge_chain, lambda: [(p, True, args.fast_preset, True) for p in paths]),
             "multi": (multi_pass, lambda: list(zip(paths, kept))),
             "analysis_passes": (multi_pass, lambda: [(p, []) for p in paths]),
             "encode": (extract_spans, lambda: [(p, spans, True) for p, spans in zip(paths, kept)]),
@@ -213,14 +215,16 @@ def main() -> None:
                     kept_frames = sum(b - a for spans in kept for a, b in spans)
                     print(f"vidforge keeps {sum(map(len, kept))} clips, {kept_frames} frames ({kept_frames / frames:.0%} of the input)")
                 best[name] = min(best[name], seconds)
-        floor_auto, floor_single, scan, whole, fast, multi, analysis_passes, encode = best.values()
+        floor_auto, floor_single, scan, scan_cached, whole, whole_uncached, fast, multi, analysis_passes, encode = best.values()
         # the floor is the faster of FFmpeg's threading and one decoder thread per process
         floor = min(floor_auto, floor_single)
         print(f"floor: {floor_auto:.2f} s with FFmpeg's decoder threads, {floor_single:.2f} s with one per process")
         rows = [
             ("floor: decode once", floor),
             ("vidforge probe+scan+plan+filter", scan),
+            ("  the same, filling the frame cache", scan_cached),
             ("vidforge + extraction (default size, veryfast)", whole),
+            ("  the same without the frame cache", whole_uncached),
             (f"vidforge + extraction (default size, {args.fast_preset})", fast),
             ("multi-pass (PySceneDetect, motion, extract same clips)", multi),
             ("multi-pass analysis passes alone (no extraction)", analysis_passes),
@@ -229,12 +233,13 @@ def main() -> None:
         print(f"\n{'pipeline':48s} {'seconds':>8s} {'x floor':>8s}")
         for name, seconds in rows:
             print(f"{name:48s} {seconds:8.2f} {seconds / floor:8.2f}")
-        print(f"\nscan→filter / floor = {scan / floor:.2f} (target <= 1.3)")
-        print(f"with extraction / floor = {whole / floor:.2f} (target <= 2.0); with preset {args.fast_preset}: {fast / floor:.2f}")
+        print(f"\nscan→filter / floor = {scan / floor:.2f} (target <= 1.3); filling the frame cache: {scan_cached / floor:.2f}")
+        print(f"with extraction / floor = {whole / floor:.2f} (target <= 2.0); without the frame cache: {whole_uncached / floor:.2f}; "
+              f"with preset {args.fast_preset}: {fast / floor:.2f}")
         print(f"multi-pass / vidforge with extraction = {multi / whole:.2f} (target >= 2.0); "
               f"analysis passes alone / vidforge scan→filter = {analysis_passes / scan:.2f}")
         if args.workers > 1:
-            one, _ = timed_pool(vidforge_chain, [(p, True, None) for p in paths], 1)
+            one, _ = timed_pool(vidforge_chain, [(p, True, None, True) for p in paths], 1)
             print(f"vidforge with extraction, 1 process: {one:.2f} s; speed-up 1 → {args.workers} processes {one / whole:.2f}x")
 
         if args.no_end_to_end:

@@ -1,0 +1,178 @@
+"""The frame cache (:mod:`pipeline.framecache`): the encoder gets from it exactly the frames that
+decoding the kept spans again would give (rotated, HDR, variable-rate sources too); a video that fits
+is decoded once; a longer one has the clips past the cache decoded again; a pickled record arrives
+without frames and extraction decodes them."""
+
+from __future__ import annotations
+
+import io
+import pickle
+
+import av
+import numpy as np
+import pytest
+
+from pipeline import extract
+from pipeline.colour import sdr_converter
+from pipeline.curate import CurateConfig, cpu_stages
+from pipeline.extract import ExtractConfig, FramePreparer, output_size
+from pipeline.framecache import FrameCache
+from pipeline.records import VideoRecord
+from pipeline.samples import make_hdr_copy, set_display_rotation
+
+
+def stages(**extract_settings):
+    """The CPU stages with the default config (minimum size lowered to the 320x180 samples)."""
+    config = CurateConfig()
+    config.filter.min_width, config.filter.min_height = 128, 72
+    for key, value in extract_settings.items():
+        setattr(config.extract, key, value)
+    return cpu_stages(config)
+
+
+def run_on(record: VideoRecord, chain) -> VideoRecord:
+    for stage_cls, stage_config in chain:
+        [record] = stage_cls(stage_config).process([record])
+    return record
+
+
+def scanned(path, **extract_settings) -> VideoRecord:
+    """``path`` through probe, scan (filling the cache), plan and filter."""
+    record = run_on(VideoRecord(path=str(path)), stages(**extract_settings)[:-1])
+    assert record.video["status"] == "ok", record.video.get("error")
+    assert record.kept_clips(), "no clip kept: nothing to check"
+    return record
+
+
+def kept_spans(record: VideoRecord) -> list[tuple[int, int]]:
+    return sorted((c.row["start_frame"], c.row["end_frame"]) for c in record.kept_clips())
+
+
+def gray_frames(source) -> list[np.ndarray]:
+    with av.open(io.BytesIO(source) if isinstance(source, bytes) else str(source)) as container:
+        return [f.to_ndarray(format="gray").astype(np.float32) for f in container.decode(video=0)]
+
+
+@pytest.mark.parametrize("rotation", [0, -90, 180])
+def test_cache_holds_the_frames_decoding_again_gives(sample_corpus, tmp_path, rotation):
+    """Every frame of every kept span, as the cache has it, is bit for bit the frame extraction makes
+    by decoding the span again and preparing it (upright, output size), at the same time."""
+    path = tmp_path / "source.mp4"
+    path.write_bytes(open(sample_corpus[1].path, "rb").read())
+    if rotation:
+        set_display_rotation(path, rotation)
+    record = scanned(path)
+    config = ExtractConfig()
+    scan, cache, spans = record.scan, record.frame_cache, kept_spans(record)
+    rotation = int(record.video.get("rotation") or 0)
+    assert cache.size == output_size(scan.width, scan.height, config.max_short_side)
+    assert len(cache) == scan.num_frames and all(cache.holds(*span) for span in spans)
+    per_frame = cache.nbytes / len(cache)
+    cache.keep_only(spans)  # as extraction starts: what no clip needs is freed
+    assert cache.nbytes == per_frame * sum(b - a for a, b in spans)
+    keyframe_times = record.probe.keyframe_times_s - scan.time_origin_s
+    decoded = extract._decode_spans(str(path), spans, scan.frame_times, scan.time_origin_s, 0.0, 1, keyframe_times)
+    prepare = FramePreparer(cache.size, rotation, sdr_converter(config.hdr_to_sdr, 1), 1)
+    count = 0
+    for (span, frame, t), (cached_span, cached, cached_t) in zip(decoded, cache.take(spans, scan.frame_times), strict=True):
+        assert (span, t) == (cached_span, cached_t)
+        np.testing.assert_array_equal(prepare(frame).to_ndarray(), cached.to_ndarray())
+        count += 1
+    assert count == sum(b - a for a, b in spans)
+    assert cache.nbytes == 0  # taken frames are freed
+
+
+def test_hdr_frames_are_not_cached(sample_corpus, tmp_path):
+    """HDR frames are not cached (their SDR conversion costs several decodes a frame, and most frames
+    are not kept): the clips are decoded again, as SDR (``tests/test_extract.py`` checks the colours)."""
+    path = tmp_path / "hlg.mp4"
+    make_hdr_copy(sample_corpus[1].path, path, "HLG")
+    record = scanned(path)
+    assert record.frame_cache.closed and len(record.frame_cache) == 0
+    record = run_on(record, stages()[-1:])
+    assert record.kept_clips() and all(c.mp4 for c in record.kept_clips())
+
+
+def test_video_in_the_cache_is_decoded_once(sample_corpus, tmp_path):
+    """With the video in the cache, extraction never opens the source: its clips come out with the
+    source gone. With the cache off, the same extraction needs the file (it decodes the spans again)."""
+    for cache_mb in (512, 0):
+        path = tmp_path / f"video-{cache_mb}.mp4"
+        path.write_bytes(open(sample_corpus[1].path, "rb").read())
+        record = scanned(path, frame_cache_mb=cache_mb)
+        spans = kept_spans(record)
+        reference = gray_frames(path)
+        path.unlink()
+        record = run_on(record, stages(frame_cache_mb=cache_mb)[-1:])
+        assert record.frame_cache is None and record.scan is None  # memory given back
+        kept = record.kept_clips()
+        if not cache_mb:
+            failed = [c for c in record.clips if c.row.get("reject_reason") == "error:extract"]
+            assert not kept and len(failed) == len(spans)
+            continue
+        assert kept_spans(record) == spans
+        for clip in kept:
+            a, b = clip.row["start_frame"], clip.row["end_frame"]
+            frames = gray_frames(clip.mp4)
+            assert len(frames) == b - a == clip.row["num_frames"]
+            assert max(np.abs(f - reference[a + k]).mean() for k, f in enumerate(frames)) < 3.0
+
+
+def test_clips_past_the_cache_are_decoded_again(sample_corpus, tmp_path, monkeypatch):
+    """A video longer than the cache: it holds the frames up to its budget, the clips inside come from
+    there, the others are decoded again (only theirs), and every clip holds exactly its frames."""
+    reference = gray_frames(sample_corpus[1].path)
+    full = scanned(sample_corpus[1].path)
+    spans = kept_spans(full)
+    assert len(spans) >= 2
+    frame_bytes = full.frame_cache.nbytes / len(full.frame_cache)
+    budget_mb = (spans[0][1] + 1) * frame_bytes / 2**20  # up to just past the first clip
+    record = scanned(sample_corpus[1].path, frame_cache_mb=budget_mb)
+    assert len(record.frame_cache) == spans[0][1] + 1 and record.frame_cache.closed
+    assert record.frame_cache.nbytes <= budget_mb * 2**20
+    decoded_spans = []
+    decode_spans = extract._decode_spans
+
+    def recording(path, spans, *args, **kwargs):
+        decoded_spans.extend(spans)
+        yield from decode_spans(path, spans, *args, **kwargs)
+
+    monkeypatch.setattr(extract, "_decode_spans", recording)
+    record = run_on(record, stages(frame_cache_mb=budget_mb)[-1:])
+    assert decoded_spans == spans[1:]
+    assert kept_spans(record) == spans
+    for clip in record.kept_clips():
+        a, b = clip.row["start_frame"], clip.row["end_frame"]
+        frames = gray_frames(clip.mp4)
+        assert len(frames) == b - a == clip.row["num_frames"]
+        for k in (0, len(frames) // 2, len(frames) - 1):
+            errors = {d: np.abs(frames[k] - reference[a + k + d]).mean() for d in (-1, 0, 1) if 0 <= a + k + d < len(reference)}
+            assert min(errors, key=errors.get) == 0, (a, b, k, errors)
+
+
+def test_pickled_record_arrives_without_frames(sample_corpus):
+    """A record that leaves its worker mid-chain carries no frames (they are not picklable, and far
+    too big): its cache arrives empty and closed, and extraction decodes the clips again."""
+    record = scanned(sample_corpus[1].path)
+    assert len(record.frame_cache) > 0
+    moved = pickle.loads(pickle.dumps(record))
+    assert len(moved.frame_cache) == 0 and moved.frame_cache.closed and moved.frame_cache.nbytes == 0
+    moved = run_on(moved, stages()[-1:])
+    assert kept_spans(moved) == kept_spans(record)
+    assert all(c.mp4 and c.row["num_frames"] == c.row["end_frame"] - c.row["start_frame"] for c in moved.kept_clips())
+
+
+def test_cache_takes_frames_in_order_only():
+    """Frames must come in the scan's order from 0: anything else closes the cache (extraction then
+    decodes), rather than numbering frames wrongly."""
+    frame = av.VideoFrame.from_ndarray(np.zeros((180, 320, 3), np.uint8), format="rgb24")
+    cache = FrameCache(ExtractConfig())
+    cache.begin(320, 180)
+    cache.add(0, frame)
+    cache.add(2, frame)
+    assert cache.closed and len(cache) == 1
+    cache.add(1, frame)
+    assert len(cache) == 1 and cache.holds(0, 1) and not cache.holds(0, 2)
+    with pytest.raises(ValueError, match="frame_cache_mb"):
+        ExtractConfig(frame_cache_mb=-1)
+    assert FrameCache(ExtractConfig(frame_cache_mb=0)).closed
