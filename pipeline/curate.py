@@ -85,7 +85,9 @@ class ScanStage(Stage):
         start = time.perf_counter()
         record.frame_cache = self._frame_cache(record)
         with opencv_threads(self.config.decode_threads):
-            record.scan = scan_video(record.path, self.config, record.frame_cache)
+            # HDR analysed as the clips will show it (kept HDR, ``hdr_to_sdr: null``: as relative-intent SDR)
+            intent = (self.extract.hdr_to_sdr if self.extract is not None else None) or "relative_colorimetric"
+            record.scan = scan_video(record.path, self.config, record.frame_cache, hdr_intent=intent)
         scan = record.scan
         record.keyframes = list(scan.keyframes)
         # the frames that decode, which the clips' frame numbers count (the probe counted packets:

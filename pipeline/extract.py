@@ -54,7 +54,8 @@ class ExtractConfig:
     intent: ``relative_colorimetric`` (HDR reference white to SDR white, brighter highlights clipped)
     or ``perceptual`` (highlights rolled off, a darker picture); null: clips keep the source's
     colours, tagged so (most readers, decord into training among them, ignore the transfer). The
-    scan analyses such sources, and takes their keyframes, as relative_colorimetric SDR."""
+    scan analyses such sources, and takes their keyframes, as SDR with this intent (null: relative_colorimetric),
+    so the brightness the filters judge is the clips'."""
     part_bytes: int = 64 * 2**20
     """A video's clips leave the worker in parts of about this many bytes (mp4s and keyframe JPEGs),
     each as soon as it is full, so memory stays bounded however long the video (the last part

@@ -15,8 +15,8 @@ a batch at a time (:mod:`pipeline.signals`), come
   Farneback) magnitude and global (median) motion;
 - keyframes on a regular time grid, JPEG-encoded from the same decoded frame.
 
-HDR and wide-gamut frames are analysed, and their keyframes taken, as SDR BT.709: as extraction
-writes the clips (:mod:`pipeline.colour`). Keyframes of interlaced frames come from their top field.
+HDR and wide-gamut frames are analysed, and their keyframes taken, as SDR BT.709 with the clips'
+rendering intent: as extraction writes the clips (:mod:`pipeline.colour`). Keyframes of interlaced frames come from their top field.
 
 Packets the decoder rejects are skipped (:mod:`pipeline.decoding`); the frames they damage, up to
 the next keyframe, are in no shot, and cuts or blends next to them (garbage beside clean frames)
@@ -226,15 +226,17 @@ CACHE_RESIDENT_PIXELS = 640 * 480
 they sit in the CPU cache); larger ones by swscale in one pass (memory traffic dominates there)."""
 
 
-def _downscale_bgr(frame: av.VideoFrame, width: int, height: int, sws: VideoReformatter, threads: int) -> np.ndarray:
+def _downscale_bgr(
+    frame: av.VideoFrame, width: int, height: int, sws: VideoReformatter, threads: int, hdr_intent: str = "relative_colorimetric"
+) -> np.ndarray:
     """The frame as a small BGR image, box-filtered. Small yuv420p frames with a large reduction
     (the analysis frames of SD video): OpenCV on the planes, then convert the small frame, several
     times cheaper than swscale there. Everything else (HD frames, keyframes: OpenCV's area filter is
     slow at non-integer factors below 2x, other pixel formats): swscale's area filter. HDR and
-    wide-gamut frames are converted to SDR BT.709 (:mod:`pipeline.colour`), as the clips are: the
-    luma, sharpness and keyframes the filters and captions see are those of the clips."""
+    wide-gamut frames are converted to SDR BT.709 with ``hdr_intent`` (:mod:`pipeline.colour`), as the
+    clips are: the luma, sharpness and keyframes the filters and captions see are those of the clips."""
     if needs_sdr_conversion(frame):  # raises UnsupportedColourError where FFmpeg cannot (ICtCp...)
-        return sdr_converter("relative_colorimetric", threads)(frame, width, height, "bgr24").to_ndarray()
+        return sdr_converter(hdr_intent, threads)(frame, width, height, "bgr24").to_ndarray()
     large = frame.width >= 2 * width and frame.height >= 2 * height
     if frame.format.name == "yuv420p" and large and frame.width * frame.height <= CACHE_RESIDENT_PIXELS:
         planes = []
@@ -274,11 +276,14 @@ def opencv_threads(threads: int) -> Iterator[None]:
         cv2.setNumThreads(previous)
 
 
-def scan_video(path: str, config: ScanConfig | None = None, frame_cache: Any = None) -> ScanResult:
+def scan_video(
+    path: str, config: ScanConfig | None = None, frame_cache: Any = None, hdr_intent: str = "relative_colorimetric"
+) -> ScanResult:
     """Decode ``path`` once and compute cuts, gradual transitions, per-frame scores and keyframes.
 
     ``frame_cache`` (:class:`pipeline.framecache.FrameCache`) is given every decoded frame, for
-    extraction to encode from."""
+    extraction to encode from. HDR and wide-gamut frames are analysed as SDR made with ``hdr_intent``,
+    the rendering intent the clips are made with (``extract.hdr_to_sdr``)."""
     config = config or ScanConfig()
     t_start = time.perf_counter()
     with decode_source(str(path)) as source:  # a remote file object is closed on exit
@@ -344,7 +349,7 @@ def scan_video(path: str, config: ScanConfig | None = None, frame_cache: Any = N
                     # one downscale per frame (box filter), in the frame's coded orientation, then rotate;
                     # the analysis runs a batch at a time (see pipeline.signals)
                     sw, sh = (ah, aw) if rotation in (90, 270) else (aw, ah)
-                    bgr = rotate_upright(_downscale_bgr(frame, sw, sh, analysis_sws, config.decode_threads), rotation)
+                    bgr = rotate_upright(_downscale_bgr(frame, sw, sh, analysis_sws, config.decode_threads, hdr_intent), rotation)
                     if pending == BATCH_FRAMES:
                         signals.add(batch, times[-pending:])
                         pending = 0
@@ -357,7 +362,7 @@ def scan_video(path: str, config: ScanConfig | None = None, frame_cache: Any = N
                     if t + 1e-6 >= next_key_t:
                         sw, sh = (kh, kw) if rotation in (90, 270) else (kw, kh)
                         picture = top_field(frame) if frame.interlaced_frame else frame  # one instant, not two
-                        key_bgr = rotate_upright(_downscale_bgr(picture, sw, sh, keyframe_sws, config.decode_threads), rotation)
+                        key_bgr = rotate_upright(_downscale_bgr(picture, sw, sh, keyframe_sws, config.decode_threads, hdr_intent), rotation)
                         ok, buf = cv2.imencode(".jpg", key_bgr, [cv2.IMWRITE_JPEG_QUALITY, config.keyframe_jpeg_quality])
                         if ok:
                             keyframes.append(Keyframe(index, t, buf.tobytes(), spool))

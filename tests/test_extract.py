@@ -350,6 +350,21 @@ def test_hdr_source_comes_out_sdr(sample_corpus, tmp_path, transfer, rotation):
         assert any(np.abs(kept_hdr[span] - reference[span]).mean() > 20.0 for span in common & kept_hdr.keys())
 
 
+@pytest.mark.parametrize("intent", ["relative_colorimetric", "perceptual"])
+def test_hdr_brightness_is_the_clips_whatever_the_intent(sample_corpus, tmp_path, intent):
+    """The brightness the filters judge (the clip row's) is the mean luma of the clip as written, with
+    either rendering intent: analysed as relative while the clips were perceptual (darker), a PQ clip
+    showing mean luma 98 had brightness 153 in its row."""
+    path = tmp_path / "PQ.mp4"
+    make_hdr_copy(sample_corpus[1].path, path, "PQ")
+    record = curate(path, hdr_to_sdr=intent)
+    kept = record.kept_clips()
+    assert kept
+    for clip in kept:
+        luma = np.mean([frame.mean() for frame in gray_frames(clip.mp4)])
+        assert abs(clip.row["brightness"] - luma) < 3.0, (intent, clip.row["start_frame"], clip.row["brightness"], luma)
+
+
 def test_hdr_source_ffmpeg_cannot_convert_fails_with_the_reason(sample_corpus, tmp_path):
     """PQ pictures with the ICtCp matrix: FFmpeg's colour management cannot make them SDR, so the video
     ends failed, the reason saying so (the swscale error was reported as "cannot decode any frame")."""

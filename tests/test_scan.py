@@ -192,7 +192,7 @@ def test_scan_stage_runs_opencv_on_the_decoder_threads(sample_corpus, monkeypatc
 
     seen = []
 
-    def fake_scan(path, config, frame_cache=None):
+    def fake_scan(path, config, frame_cache=None, hdr_intent=None):
         seen.append(cv2.getNumThreads())
         return SimpleNamespace(keyframes=[], num_frames=0, decode_report=DecodeReport(), decode_error=None)
 
