@@ -4,10 +4,11 @@ Each clip is exactly the frames [start_frame, end_frame) the manifest names, in 
 presentation-order numbering. Clips within the scan's frame cache (:mod:`pipeline.framecache`: all
 of a short video) are encoded from there; for the others this is the second and last decode of the
 video: it seeks to each kept span and decodes only that span (frames matched to the scan's numbers
-by presentation time; counted from the start where the source has no usable timestamps). Optionally downscales (never upscales) and resamples to
-a target frame rate. The clips are progressive (interlaced sources deinterlaced:
-:mod:`pipeline.deinterlace`), limited-range yuv420p, and carry the source's colour description; HDR
-and wide-gamut sources are converted to SDR BT.709 (:mod:`pipeline.colour`).
+by presentation time; counted from the start where the source has no usable timestamps).
+Optionally downscales (never upscales) and resamples to a target frame rate. The clips are
+progressive (interlaced sources deinterlaced: :mod:`pipeline.deinterlace`), limited-range yuv420p,
+and carry the source's colour description; HDR and wide-gamut sources are converted to SDR BT.709
+(:mod:`pipeline.colour`).
 """
 
 from __future__ import annotations
@@ -389,8 +390,10 @@ def iter_extracted(record: VideoRecord, config: ExtractConfig) -> Iterator[ClipR
             span = (t, float(clip.row["end_s"]))
             if index < from_cache:
                 prepare = None  # the cache's frames are ready
-            else:
-                prepare = preparers.get(size) or preparers.setdefault(size, FramePreparer(size, rotation, to_sdr, config.decode_threads))
+            else:  # one preparer (swscale context) per output size, for the video's clips
+                if size not in preparers:
+                    preparers[size] = FramePreparer(size, rotation, to_sdr, config.decode_threads)
+                prepare = preparers[size]
             current = ClipEncoder(fps, size, config, bool(config.fps), span, prepare=prepare)
             current_index = index
         current.add(frame, t)
