@@ -67,7 +67,8 @@ class ExtractConfig:
     frame_cache_mb: float = 512
     """Memory per video (MiB) for the frame cache (:mod:`pipeline.framecache`): the scan keeps the
     frames it decodes ready for the encoder, so the clips that lie in the first this-many MiB of a video
-    (all of a short one: ~300 MiB holds 20 s of 24 fps video at 854x480) are not decoded again. 0: off."""
+    (all of a short one: ~300 MiB holds 20 s of 24 fps video at 854x480) are not decoded again. At most
+    a quarter of the machine's memory per CPU (:func:`pipeline.framecache.cache_budget`). 0: off."""
 
     def __post_init__(self) -> None:
         if self.max_short_side < 0:

@@ -4,8 +4,9 @@ Extraction encodes each kept clip from its frames at the output size; without th
 the kept spans again (:func:`pipeline.extract.iter_extracted`). With it, the scan hands every frame
 it decodes to :class:`FrameCache`, which keeps it ready for the encoder (SDR, upright, at the
 output size: :class:`pipeline.extract.FramePreparer`, the same code extraction runs on decoded
-frames, so the clips are the same) until the cache holds ``extract.frame_cache_mb``. Extraction then
-encodes the clips that lie in it straight from memory and decodes only the spans after it.
+frames, so the clips are the same) until the cache holds ``extract.frame_cache_mb`` (on machines with
+little memory per CPU, a quarter of each CPU's share: :func:`cache_budget`). Extraction then encodes
+the clips that lie in it straight from memory and decodes only the spans after it.
 
 Which frames the clips need is known only once the whole video is scanned and filtered, so the
 cache holds a prefix of the video: all of a short one (a 20 s 720p video at 24 fps: ~300 MiB at
@@ -21,6 +22,8 @@ from there on), and a cache that is pickled (a record leaving its worker) arrive
 from __future__ import annotations
 
 import logging
+import os
+from pathlib import Path
 from typing import Iterator
 
 import av
@@ -31,6 +34,36 @@ from pipeline.extract import ExtractConfig, FramePreparer, output_size
 
 log = logging.getLogger(__name__)
 
+SHARE_OF_CPU_MEMORY = 0.25
+"""At most this share of the machine's memory per CPU goes to one video task's cache: with a task per
+CPU, the caches together take at most a quarter of the memory (Ray's object store takes 30% by
+default, and the worker processes and their decoders the rest)."""
+
+CGROUP_LIMITS = ("memory.max", "memory/memory.limit_in_bytes")  # cgroup v2, v1: a container's memory
+
+
+def machine_memory(cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:
+    """Bytes of memory this process's machine has: the container's limit where one is set, else the
+    host's total."""
+    import psutil
+
+    total = psutil.virtual_memory().total
+    for name in CGROUP_LIMITS:
+        try:
+            text = (cgroup_root / name).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            total = min(total, int(text))  # "max" or a huge number: no limit
+    return total
+
+
+def cache_budget(config: ExtractConfig) -> int:
+    """Bytes one video's cache may hold: ``frame_cache_mb``, but at most :data:`SHARE_OF_CPU_MEMORY`
+    of the memory per CPU, so many-core machines with little memory (laptops) are not overcommitted."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return int(min(config.frame_cache_mb * 2**20, SHARE_OF_CPU_MEMORY * machine_memory() / cpus))
+
 
 class FrameCache:
     """Encoder-ready frames ``[0, len)`` of one video, numbered as the scan numbers them, within a
@@ -38,7 +71,7 @@ class FrameCache:
     for every frame in order; extraction asks :meth:`holds` and :meth:`take`."""
 
     def __init__(self, config: ExtractConfig, rotation: int = 0) -> None:
-        self.budget = int(config.frame_cache_mb * 2**20)
+        self.budget = cache_budget(config) if config.frame_cache_mb else 0
         self.config = config
         self.rotation = rotation
         self.size: tuple[int, int] | None = None

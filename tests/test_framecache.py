@@ -176,3 +176,31 @@ def test_cache_takes_frames_in_order_only():
     with pytest.raises(ValueError, match="frame_cache_mb"):
         ExtractConfig(frame_cache_mb=-1)
     assert FrameCache(ExtractConfig(frame_cache_mb=0)).closed
+
+
+def test_budget_shrinks_where_memory_per_cpu_is_short(tmp_path, monkeypatch):
+    """The cache takes ``frame_cache_mb``, but at most a quarter of the memory per CPU: a 12-core laptop
+    with 16 GiB gets 341 MiB a video; a container's memory limit (cgroup v2 or v1) counts, not the host's."""
+    import pipeline.framecache as framecache
+
+    monkeypatch.setattr(framecache.os, "sched_getaffinity", lambda pid: set(range(12)), raising=False)
+    monkeypatch.setattr(framecache, "machine_memory", lambda: 16 * 2**30)
+    assert framecache.cache_budget(ExtractConfig()) == int(16 * 2**30 / 4 / 12)
+    assert FrameCache(ExtractConfig()).budget == int(16 * 2**30 / 4 / 12)
+    monkeypatch.setattr(framecache, "machine_memory", lambda: 256 * 2**30)
+    assert framecache.cache_budget(ExtractConfig()) == 512 * 2**20  # plenty: the setting holds
+    assert FrameCache(ExtractConfig(frame_cache_mb=0)).budget == 0
+    monkeypatch.undo()
+
+    import psutil
+
+    host = psutil.virtual_memory().total
+    assert framecache.machine_memory(tmp_path) == host  # no cgroup files: the host
+    (tmp_path / "memory.max").write_text("max\n")  # cgroup v2, no limit
+    assert framecache.machine_memory(tmp_path) == host
+    (tmp_path / "memory.max").write_text(f"{2**30}\n")
+    assert framecache.machine_memory(tmp_path) == 2**30
+    (tmp_path / "memory.max").unlink()
+    (tmp_path / "memory").mkdir()
+    (tmp_path / "memory" / "memory.limit_in_bytes").write_text(f"{3 * 2**30}\n")  # cgroup v1
+    assert framecache.machine_memory(tmp_path) == min(host, 3 * 2**30)
