@@ -176,8 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", "-o", required=True, help="output folder for the new shards and manifest")
     parser.add_argument("--config", "-c", default="configs/caption/laptop.yaml", help="caption config YAML (default: %(default)s)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key (repeatable)")
-    parser.add_argument("--clips-per-task", type=int, default=16, help="clips per unit of work and commit (default: %(default)s)")
-    parser.add_argument("--shard-max-samples", type=int, default=ShardConfig.max_samples, help="samples per output shard")
+    parser.add_argument("--clips-per-task", type=positive_int, default=16, help="clips per unit of work and commit (default: %(default)s)")
+    parser.add_argument("--shard-max-samples", type=positive_int, default=ShardConfig.max_samples, help="samples per output shard")
     parser.add_argument("--ray-address", help="Ray cluster (default: $RAY_ADDRESS, else an embedded local Ray)")
     parser.add_argument("--num-cpus", type=positive_int, help="CPUs of the embedded local Ray")
     parser.add_argument("--overwrite", action="store_true", help="start over in OUTPUT")
@@ -188,8 +188,6 @@ def main(argv: list[str] | None = None) -> int:
     from captioner.stages import build_stages
 
     try:
-        if args.clips_per_task < 1:
-            raise ConfigError("--clips-per-task must be >= 1")
         config = load_caption_config(resolve_path(args.config), args.overrides)
         if config.caption is not None:
             config = dataclasses.replace(config, caption=dataclasses.replace(config.caption, overwrite=True))
