@@ -232,6 +232,12 @@ class FramePreparer:
         self.threads = threads
         self.reformatter = VideoReformatter()
 
+    @classmethod
+    def for_config(cls, config: ExtractConfig, size: tuple[int, int], rotation: int = 0) -> "FramePreparer":
+        """The preparer of ``config``'s clips of a video at ``size`` (its SDR conversion and threads)."""
+        to_sdr = sdr_converter(config.hdr_to_sdr, config.decode_threads) if config.hdr_to_sdr else None
+        return cls(size, rotation, to_sdr, config.decode_threads)
+
     def __call__(self, frame: av.VideoFrame) -> av.VideoFrame:
         # SDR conversion and scaling in the coded orientation, then the small picture turned upright
         coded = self.size[::-1] if self.rotation in (90, 270) else self.size
@@ -358,7 +364,7 @@ def iter_extracted(record: VideoRecord, config: ExtractConfig) -> Iterator[ClipR
     spans = [(clip.row["start_frame"], clip.row["end_frame"]) for clip in kept]
     cache = record.frame_cache
     from_cache = 0  # the first spans lie in the cache (it holds a prefix of the video)
-    if cache is not None and cache.size == output_size(scan.width, scan.height, config.max_short_side):
+    if cache is not None and cache.config == config:  # made for these clips (size, SDR conversion)
         cache.keep_only(spans)  # what no clip needs is freed before encoding starts
         while from_cache < len(spans) and cache.holds(*spans[from_cache]):
             from_cache += 1
@@ -376,7 +382,6 @@ def iter_extracted(record: VideoRecord, config: ExtractConfig) -> Iterator[ClipR
         cache.take(spans[:from_cache], scan.frame_times) if from_cache else (),
         ((from_cache + index, frame, t) for index, frame, t in decoded),
     )
-    to_sdr = sdr_converter(config.hdr_to_sdr, config.decode_threads) if config.hdr_to_sdr else None
     preparers: dict[tuple[int, int], FramePreparer] = {}
     current: ClipEncoder | None = None
     current_index = -1
@@ -393,7 +398,7 @@ def iter_extracted(record: VideoRecord, config: ExtractConfig) -> Iterator[ClipR
                 prepare = None  # the cache's frames are ready
             else:  # one preparer (swscale context) per output size, for the video's clips
                 if size not in preparers:
-                    preparers[size] = FramePreparer(size, rotation, to_sdr, config.decode_threads)
+                    preparers[size] = FramePreparer.for_config(config, size, rotation)
                 prepare = preparers[size]
             current = ClipEncoder(fps, size, config, bool(config.fps), span, prepare=prepare)
             current_index = index

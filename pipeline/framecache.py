@@ -29,7 +29,7 @@ from typing import Iterator
 import av
 import numpy as np
 
-from pipeline.colour import needs_sdr_conversion, sdr_converter
+from pipeline.colour import needs_sdr_conversion
 from pipeline.extract import ExtractConfig, FramePreparer, output_size
 
 log = logging.getLogger(__name__)
@@ -83,8 +83,7 @@ class FrameCache:
     def begin(self, display_width: int, display_height: int) -> None:
         """The source's display size (square pixels, upright): the clips' size follows from it."""
         self.size = output_size(display_width, display_height, self.config.max_short_side)
-        to_sdr = sdr_converter(self.config.hdr_to_sdr, self.config.decode_threads) if self.config.hdr_to_sdr else None
-        self._prepare = FramePreparer(self.size, self.rotation, to_sdr, self.config.decode_threads)
+        self._prepare = FramePreparer.for_config(self.config, self.size, self.rotation)
 
     def add(self, index: int, frame: av.VideoFrame) -> None:
         """Keep frame ``index`` (the next one) ready for the encoder, while the budget lasts."""
@@ -145,11 +144,6 @@ class FrameCache:
         if frame is not None:
             self.nbytes -= sum(plane.buffer_size for plane in frame.planes)
             self._frames[index] = None
-
-    def clear(self) -> None:
-        self._frames = []
-        self.nbytes = 0
-        self.closed = True
 
     def __getstate__(self) -> dict:
         """Frames do not travel: a pickled cache (a record leaving its worker) arrives empty and closed."""

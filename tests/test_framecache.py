@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 
 from pipeline import extract
-from pipeline.colour import sdr_converter
 from pipeline.curate import CurateConfig, cpu_stages
 from pipeline.extract import ExtractConfig, FramePreparer, output_size
 from pipeline.framecache import FrameCache
@@ -48,6 +47,20 @@ def kept_spans(record: VideoRecord) -> list[tuple[int, int]]:
     return sorted((c.row["start_frame"], c.row["end_frame"]) for c in record.kept_clips())
 
 
+@pytest.fixture
+def decoded_spans(monkeypatch) -> list[tuple[int, int]]:
+    """The spans extraction decodes again (from the source, not the cache), as it asks for them."""
+    spans = []
+    decode_spans = extract._decode_spans
+
+    def recording(path, wanted, *args, **kwargs):
+        spans.extend(wanted)
+        yield from decode_spans(path, wanted, *args, **kwargs)
+
+    monkeypatch.setattr(extract, "_decode_spans", recording)
+    return spans
+
+
 def gray_frames(source) -> list[np.ndarray]:
     with av.open(io.BytesIO(source) if isinstance(source, bytes) else str(source)) as container:
         return [f.to_ndarray(format="gray").astype(np.float32) for f in container.decode(video=0)]
@@ -72,7 +85,7 @@ def test_cache_holds_the_frames_decoding_again_gives(sample_corpus, tmp_path, ro
     assert cache.nbytes == per_frame * sum(b - a for a, b in spans)
     keyframe_times = record.probe.keyframe_times_s - scan.time_origin_s
     decoded = extract._decode_spans(str(path), spans, scan.frame_times, scan.time_origin_s, 0.0, 1, keyframe_times)
-    prepare = FramePreparer(cache.size, rotation, sdr_converter(config.hdr_to_sdr, 1), 1)
+    prepare = FramePreparer.for_config(config, cache.size, rotation)
     count = 0
     for (span, frame, t), (cached_span, cached, cached_t) in zip(decoded, cache.take(spans, scan.frame_times), strict=True):
         assert (span, t) == (cached_span, cached_t)
@@ -118,7 +131,7 @@ def test_video_in_the_cache_is_decoded_once(sample_corpus, tmp_path):
             assert max(np.abs(f - reference[a + k]).mean() for k, f in enumerate(frames)) < 3.0
 
 
-def test_clips_past_the_cache_are_decoded_again(sample_corpus, tmp_path, monkeypatch):
+def test_clips_past_the_cache_are_decoded_again(sample_corpus, tmp_path, decoded_spans):
     """A video longer than the cache: it holds the frames up to its budget, the clips inside come from
     there, the others are decoded again (only theirs), and every clip holds exactly its frames."""
     reference = gray_frames(sample_corpus[1].path)
@@ -130,14 +143,6 @@ def test_clips_past_the_cache_are_decoded_again(sample_corpus, tmp_path, monkeyp
     record = scanned(sample_corpus[1].path, frame_cache_mb=budget_mb)
     assert len(record.frame_cache) == spans[0][1] + 1 and record.frame_cache.closed
     assert record.frame_cache.nbytes <= budget_mb * 2**20
-    decoded_spans = []
-    decode_spans = extract._decode_spans
-
-    def recording(path, spans, *args, **kwargs):
-        decoded_spans.extend(spans)
-        yield from decode_spans(path, spans, *args, **kwargs)
-
-    monkeypatch.setattr(extract, "_decode_spans", recording)
     record = run_on(record, stages(frame_cache_mb=budget_mb)[-1:])
     assert decoded_spans == spans[1:]
     assert kept_spans(record) == spans
@@ -204,3 +209,15 @@ def test_budget_shrinks_where_memory_per_cpu_is_short(tmp_path, monkeypatch):
     (tmp_path / "memory").mkdir()
     (tmp_path / "memory" / "memory.limit_in_bytes").write_text(f"{3 * 2**30}\n")  # cgroup v1
     assert framecache.machine_memory(tmp_path) == min(host, 3 * 2**30)
+
+
+def test_cache_made_for_other_clips_is_not_used(sample_corpus, decoded_spans):
+    """Extraction takes the cache only if it was made with its own settings: run with another output
+    size than the scan's cache, it decodes every clip again, at its own size."""
+    record = scanned(sample_corpus[1].path)
+    spans = kept_spans(record)
+    record = run_on(record, stages(max_short_side=90)[-1:])
+    assert decoded_spans == spans
+    for clip in record.kept_clips():
+        assert (clip.row["width"], clip.row["height"]) == (160, 90)
+        assert len(gray_frames(clip.mp4)) == clip.row["end_frame"] - clip.row["start_frame"]
