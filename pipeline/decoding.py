@@ -10,6 +10,8 @@ that never decoded; the decoder conceals the hole, but they show smears and bloc
 the decoder itself flags corrupt (``AV_FRAME_FLAG_CORRUPT``, decode error flags), and those
 predicted from them. :class:`DecodeReport` records these runs of damaged frames, numbered in the
 order they come out, so the scan can leave them out of every clip.
+
+:func:`plane_rows` gives a decoded frame's plane to numpy without a copy.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Iterator
 
 import av
+import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -98,3 +101,10 @@ def _where(packet: av.Packet) -> str:
     if packet.pts is None or packet.time_base is None:
         return "a packet"
     return f"packet at {float(packet.pts * packet.time_base):.2f} s"
+
+
+def plane_rows(plane: av.video.plane.VideoPlane) -> np.ndarray:
+    """A frame plane's memory as a ``(height, line_size)`` uint8 array, no copy (writable where the
+    frame is). Rows are padded to ``line_size`` bytes: the visible samples are the first
+    ``plane.width`` bytes of a row in 8-bit formats."""
+    return np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)

@@ -18,9 +18,9 @@ from typing import Iterator
 
 import av
 import av.filter
-import numpy as np
 
 from pipeline.colour import COLOUR_DESCRIPTION, copy_colour_tags
+from pipeline.decoding import plane_rows
 from pipeline.filtergraph import filter_chain
 
 INTERLACED_FIELD_ORDERS = {2, 3, 4, 5}
@@ -75,8 +75,7 @@ def top_field(frame: av.VideoFrame) -> av.VideoFrame:
     the frame's colour description: a still picture of one instant, for keyframes."""
     field = av.VideoFrame(frame.width, (frame.height + 1) // 2, frame.format.name)
     for source, target in zip(frame.planes, field.planes):
-        rows = np.frombuffer(source, np.uint8).reshape(source.height, source.line_size)
-        out = np.frombuffer(target, np.uint8).reshape(target.height, target.line_size)
+        rows, out = plane_rows(source), plane_rows(target)
         width = min(source.line_size, target.line_size)  # bytes: both hold the visible samples
         out[:, :width] = rows[::2][: target.height, :width]
     copy_colour_tags(field, frame, COLOUR_DESCRIPTION)

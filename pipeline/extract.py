@@ -27,7 +27,7 @@ from av.video.frame import PictureType
 from av.video.reformatter import VideoReformatter
 
 from pipeline.colour import COLOUR_DESCRIPTION, INTENTS, SdrConverter, copy_colour_tags, needs_sdr_conversion, sdr_converter
-from pipeline.decoding import decode_frames
+from pipeline.decoding import decode_frames, plane_rows
 from pipeline.deinterlace import deinterlaced
 from pipeline.io import decode_source
 from pipeline.probe import main_video_stream
@@ -258,9 +258,7 @@ def rotated_yuv420p(frame: av.VideoFrame, rotation: int) -> av.VideoFrame:
     turned = rotation in (90, 270)
     out = av.VideoFrame(frame.height if turned else frame.width, frame.width if turned else frame.height, "yuv420p")
     for source, target in zip(frame.planes, out.planes):
-        pixels = np.frombuffer(source, np.uint8).reshape(source.height, source.line_size)[:, : source.width]
-        view = np.frombuffer(target, np.uint8).reshape(target.height, target.line_size)
-        view[:, : target.width] = rotate_upright(pixels, rotation)
+        plane_rows(target)[:, : target.width] = rotate_upright(plane_rows(source)[:, : source.width], rotation)
     copy_colour_tags(out, frame, COLOUR_DESCRIPTION)
     return out
 

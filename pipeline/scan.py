@@ -43,7 +43,7 @@ from av.video.reformatter import VideoReformatter
 import numpy as np
 
 from pipeline.colour import UnsupportedColourError, needs_sdr_conversion, sdr_converter
-from pipeline.decoding import DecodeReport, decode_frames
+from pipeline.decoding import DecodeReport, decode_frames, plane_rows
 from pipeline.deinterlace import top_field
 from pipeline.io import decode_source
 from pipeline.probe import display_size, main_video_stream, quarter_turns
@@ -241,8 +241,7 @@ def _downscale_bgr(
     if frame.format.name == "yuv420p" and large and frame.width * frame.height <= CACHE_RESIDENT_PIXELS:
         planes = []
         for plane, (w, h) in zip(frame.planes, ((width, height), (width // 2, height // 2), (width // 2, height // 2))):
-            arr = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, : plane.width]
-            planes.append(_area_resize(arr, w, h).reshape(-1))
+            planes.append(_area_resize(plane_rows(plane)[:, : plane.width], w, h).reshape(-1))
         i420 = np.concatenate(planes).reshape(height * 3 // 2, width)
         return cv2.cvtColor(i420, cv2.COLOR_YUV2BGR_I420)
     return sws.reformat(frame, width, height, "bgr24", interpolation="AREA", threads=threads).to_ndarray()
