@@ -24,7 +24,7 @@ import yaml
 
 from captioner.config import CaptionJobConfig
 from pipeline.config import ConfigError, config_to_dict
-from pipeline.extract import ExtractConfig, ExtractStage
+from pipeline.extract import ExtractConfig, ExtractStage, deinterlaces
 from pipeline.filters import FilterConfig, FilterStage
 from pipeline.framecache import FrameCache
 from pipeline.journal import OutputError, OutputJournal, output_folder, writing_to
@@ -77,7 +77,7 @@ class ScanStage(Stage):
         extract = self.extract
         if extract is None or not extract.frame_cache_mb:
             return None
-        if extract.deinterlace and getattr(record.probe, "interlaced", False):
+        if deinterlaces(record, extract):
             return None  # its clips come from bwdif, fed from each seek
         return FrameCache(extract, rotation=int(record.video.get("rotation") or 0))
 
@@ -85,9 +85,11 @@ class ScanStage(Stage):
         start = time.perf_counter()
         record.frame_cache = self._frame_cache(record)
         with opencv_threads(self.config.decode_threads):
-            # HDR analysed as the clips will show it (kept HDR, ``hdr_to_sdr: null``: as relative-intent SDR)
-            intent = (self.extract.hdr_to_sdr if self.extract is not None else None) or "relative_colorimetric"
-            record.scan = scan_video(record.path, self.config, record.frame_cache, hdr_intent=intent)
+            # analysed as the clips will show it (kept HDR, ``hdr_to_sdr: null``: as relative-intent SDR;
+            # no extraction in the chain: as the default one would)
+            extract = self.extract or ExtractConfig()
+            intent = extract.hdr_to_sdr or "relative_colorimetric"
+            record.scan = scan_video(record.path, self.config, record.frame_cache, intent, deinterlaces(record, extract))
         scan = record.scan
         record.keyframes = list(scan.keyframes)
         # the frames that decode, which the clips' frame numbers count (the probe counted packets:

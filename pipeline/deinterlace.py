@@ -7,8 +7,9 @@ progressive frame per interlaced frame, so the frame numbers and timestamps stay
 scan's numbering); frames not flagged interlaced pass through unchanged (``deint=interlaced``).
 Cost: ~2 ms a 1920x1080 frame, ~0.4 ms a 720x576 one (one thread).
 
-The scan analyses the frames as they are (at 160x90 the two fields are averaged, not combed) and
-takes the keyframes of interlaced frames from their top field (:func:`top_field`).
+The scan analyses interlaced frames, and takes their keyframes, from their top field
+(:func:`top_field`): one instant, as the deinterlaced clips show it. The woven frame, even at the
+scan's 160 pixels, holds two instants a field apart: a double image, or a comb where motion is fast.
 """
 
 from __future__ import annotations

@@ -348,6 +348,11 @@ class ClipEncoder:
         return self.buffer.getvalue()
 
 
+def deinterlaces(record: VideoRecord, config: ExtractConfig) -> bool:
+    """Are this video's clips deinterlaced (its probe found fields, and ``config.deinterlace``)?"""
+    return config.deinterlace and bool(getattr(record.probe, "interlaced", False))
+
+
 def iter_extracted(record: VideoRecord, config: ExtractConfig) -> Iterator[ClipRecord]:
     """The kept clips of ``record`` in source order, each as soon as its mp4 is done (``clip.mp4`` and
     the output fps/size/frame count filled): one pass over the video however many clips it has.
@@ -369,7 +374,7 @@ def iter_extracted(record: VideoRecord, config: ExtractConfig) -> Iterator[ClipR
     keyframe_times = getattr(record.probe, "keyframe_times_s", None)
     if keyframe_times is not None and scan.time_origin_s is not None:
         keyframe_times = keyframe_times - scan.time_origin_s  # from the first frame, as the scan's times
-    interlaced = config.deinterlace and bool(getattr(record.probe, "interlaced", False))
+    interlaced = deinterlaces(record, config)
     decoded = iter(())  # the file is opened only if some span is left to decode
     if from_cache < len(spans):
         decoded = _decode_spans(

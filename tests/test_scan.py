@@ -192,7 +192,7 @@ def test_scan_stage_runs_opencv_on_the_decoder_threads(sample_corpus, monkeypatc
 
     seen = []
 
-    def fake_scan(path, config, frame_cache=None, hdr_intent=None):
+    def fake_scan(path, config, frame_cache=None, hdr_intent=None, deinterlace=True):
         seen.append(cv2.getNumThreads())
         return SimpleNamespace(keyframes=[], num_frames=0, decode_report=DecodeReport(), decode_error=None)
 
@@ -202,6 +202,35 @@ def test_scan_stage_runs_opencv_on_the_decoder_threads(sample_corpus, monkeypatc
         curate.ScanStage((ScanConfig(decode_threads=threads), None)).process_record(VideoRecord(path=sample_corpus[0].path))
         assert cv2.getNumThreads() == default
     assert seen == [1, default]
+
+
+def test_scan_stage_analyses_frames_as_the_extraction_writes_them(sample_corpus, monkeypatch):
+    """The scan stage hands the extraction's rendering intent and deinterlacing to the scan (the
+    defaults' where the chain has no extraction): interlaced frames are analysed from their top field
+    only where the probe found fields and the clips are deinterlaced."""
+    from types import SimpleNamespace
+
+    import pipeline.curate as curate
+    from pipeline.decoding import DecodeReport
+    from pipeline.extract import ExtractConfig
+    from pipeline.records import VideoRecord
+
+    seen = []
+
+    def fake_scan(path, config, frame_cache, hdr_intent, deinterlace):
+        seen.append((hdr_intent, deinterlace))
+        return SimpleNamespace(keyframes=[], num_frames=0, decode_report=DecodeReport(), decode_error=None)
+
+    monkeypatch.setattr(curate, "scan_video", fake_scan)
+    fields = SimpleNamespace(interlaced=True)
+    for extract, probe in [
+        (None, fields),
+        (ExtractConfig(hdr_to_sdr="perceptual", deinterlace=False), fields),
+        (ExtractConfig(hdr_to_sdr=None), fields),
+        (ExtractConfig(), SimpleNamespace(interlaced=False)),
+    ]:
+        curate.ScanStage((ScanConfig(), extract)).process_record(VideoRecord(path=sample_corpus[0].path, probe=probe))
+    assert seen == [("relative_colorimetric", True), ("perceptual", False), ("relative_colorimetric", True), ("relative_colorimetric", False)]
 
 
 def test_resolve_transitions_joins_fades_and_drops_cuts_inside():
@@ -315,3 +344,24 @@ def test_compensated_cuts_need_a_spike_in_both_signals():
     assert 0 not in compensated_cuts(differences, content, known=set(), **kwargs)  # no predecessor
     with pytest.raises(ValueError, match="60 differences but 59 detector scores"):
         compensated_cuts(differences, content[1:], known=set(), **kwargs)
+
+
+def test_interlaced_frames_are_analysed_as_the_deinterlaced_clips_show_them(tmp_path):
+    """A PAL-size 50i copy of a 50p video: its clips show each frame's top-field instant (50p frame 2k),
+    and the scan reads them as sharp as those 50p frames. The woven frame (two instants a field apart,
+    as clips made without deinterlacing keep them) reads otherwise wherever the picture moves: the
+    comb adds detail, the double image blurs. Measured: top field 0.97 of the 50p sharpness (1.01 at
+    720p); woven 1.15 here, 0.84 in slower motion; before, the woven reading either way."""
+    from pipeline.samples import ShotSpec, make_interlaced_copy, make_video, source_names
+
+    names = source_names()
+    shots = [ShotSpec("pan", names[0], 48), ShotSpec("zoom", names[3], 48)]
+    progressive = make_video(tmp_path / "p50.mp4", shots, fps=50, size=(720, 576), seed=3)
+    make_interlaced_copy(progressive.path, tmp_path / "i25.mp4")
+    reference = scan_video(progressive.path).sharpness[::2]  # the top field's instants
+    ratios = {}
+    for deinterlace in (True, False):
+        scan = scan_video(str(tmp_path / "i25.mp4"), deinterlace=deinterlace)
+        assert scan.num_frames == len(reference)
+        ratios[deinterlace] = float(np.median(scan.sharpness / reference))
+    assert 0.9 < ratios[True] < 1.1 and abs(ratios[False] - 1) > 0.1, ratios
