@@ -6,7 +6,7 @@
   cache, and the whole CPU chain with extraction at the default output size (short side 480, libx264
   ``veryfast``), in the same process pool, with the frame cache (the default) and without it (the
   kept spans decoded again); the whole chain again with the ``--fast-preset`` encoder preset, to show
-  what the encoder costs;
+  what the encoder costs (and the clip files' bytes with either preset: what a faster preset costs);
 - multi-pass: PySceneDetect's own pass (ContentDetector), then a separate motion pass (decode again,
   optical flow), then extraction of the clips vidforge keeps (decode those spans again, encode with
   the same settings) — the glue-code way;
@@ -50,9 +50,9 @@ def decode_once(args: tuple[str, int]) -> int:
         return sum(1 for _ in container.decode(stream))
 
 
-def vidforge_chain(args: tuple[str, bool, str | None, bool]) -> list[tuple[int, int]]:
+def vidforge_chain(args: tuple[str, bool, str | None, bool]) -> tuple[list[tuple[int, int]], int]:
     """The real per-video CPU chain (with the frame cache, as by default, or without); returns the
-    kept clips' frame ranges."""
+    kept clips' frame ranges and the bytes of their mp4 files (0 without extraction)."""
     from pipeline.curate import CurateConfig, cpu_stages
     from pipeline.records import VideoRecord
 
@@ -68,7 +68,8 @@ def vidforge_chain(args: tuple[str, bool, str | None, bool]) -> list[tuple[int, 
     records = [VideoRecord(path=path)]
     for stage_cls, stage_config in stages:
         records = stage_cls(stage_config).process(records)
-    return [(c.row["start_frame"], c.row["end_frame"]) for c in records[0].clips if c.kept]
+    kept = [c for c in records[0].clips if c.kept]
+    return [(c.row["start_frame"], c.row["end_frame"]) for c in kept], sum(len(c.mp4 or b"") for c in kept)
 
 
 def multi_pass(args: tuple[str, list[tuple[int, int]]]) -> int:
@@ -205,15 +206,18 @@ def main() -> None:
         }
         # best of --repeats rounds, each round timing every pipeline once (the VM's speed drifts)
         best = dict.fromkeys(runs, float("inf"))
+        clip_bytes = {}  # preset: the kept clips' mp4 bytes
         for _ in range(args.repeats):
             for name, (fn, items) in runs.items():
                 seconds, results = timed_pool(fn, items(), args.workers)
                 if name == "encode":  # encoder CPU seconds, spread over the workers
                     seconds = sum(results) / args.workers
                 elif name == "scan" and not kept:
-                    kept = results
+                    kept = [spans for spans, _ in results]
                     kept_frames = sum(b - a for spans in kept for a, b in spans)
                     print(f"vidforge keeps {sum(map(len, kept))} clips, {kept_frames} frames ({kept_frames / frames:.0%} of the input)")
+                elif name in ("whole", "fast"):
+                    clip_bytes[args.fast_preset if name == "fast" else "veryfast"] = sum(n for _, n in results)
                 best[name] = min(best[name], seconds)
         floor_auto, floor_single, scan, scan_cached, whole, whole_uncached, fast, multi, analysis_passes, encode = best.values()
         # the floor is the faster of FFmpeg's threading and one decoder thread per process
@@ -236,6 +240,8 @@ def main() -> None:
         print(f"\nscan→filter / floor = {scan / floor:.2f} (target <= 1.3); filling the frame cache: {scan_cached / floor:.2f}")
         print(f"with extraction / floor = {whole / floor:.2f} (target <= 2.0); without the frame cache: {whole_uncached / floor:.2f}; "
               f"with preset {args.fast_preset}: {fast / floor:.2f}")
+        print(f"clip files: {clip_bytes['veryfast'] / 1e6:.2f} MB with veryfast, {clip_bytes[args.fast_preset] / 1e6:.2f} MB "
+              f"with {args.fast_preset} ({clip_bytes[args.fast_preset] / clip_bytes['veryfast']:.2f}x)")
         print(f"multi-pass / vidforge with extraction = {multi / whole:.2f} (target >= 2.0); "
               f"analysis passes alone / vidforge scan→filter = {analysis_passes / scan:.2f}")
         if args.workers > 1:
