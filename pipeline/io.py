@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import tempfile
+from collections import deque
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -147,9 +148,9 @@ def resolve_inputs(
     sizes = {} if sizes is None else sizes
     exts = tuple(e.lower() for e in extensions)
     seen: dict[str, None] = {}
-    stack = [(str(item), False) for item in inputs]  # (path or URI, named by a list file)
+    stack = deque((str(item), False) for item in inputs)  # (path or URI, named by a list file)
     while stack:
-        item, listed = stack.pop(0)
+        item, listed = stack.popleft()
         if listed and item.partition("?")[0].lower().endswith(exts):
             seen.setdefault(item if is_remote(item) else str(local_path(item)), None)
             continue
@@ -167,7 +168,7 @@ def resolve_inputs(
                 seen.setdefault(uri, None)
                 sizes.setdefault(uri, size)
         elif fs_path.lower().endswith(LIST_EXTENSIONS):
-            stack[:0] = [(line, True) for line in _read_list(fs, fs_path, item)]
+            stack.extendleft((line, True) for line in reversed(_read_list(fs, fs_path, item)))  # in place of the list, in order
         else:
             uri = item if is_remote(item) else fs_path
             seen.setdefault(uri, None)
