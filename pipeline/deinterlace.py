@@ -73,7 +73,7 @@ def _bwdif(frame: av.VideoFrame, threads: int) -> av.filter.Graph:
 
 def top_field(frame: av.VideoFrame) -> av.VideoFrame:
     """The frame's top field (its even lines, chroma included) as a frame of half the height, with
-    the frame's colour description: a still picture of one instant, for keyframes."""
+    the frame's colour description: a still picture of one instant, for the scan's analysis and keyframes."""
     field = av.VideoFrame(frame.width, (frame.height + 1) // 2, frame.format.name)
     for source, target in zip(frame.planes, field.planes):
         rows, out = plane_rows(source), plane_rows(target)
