@@ -356,8 +356,7 @@ def scan_video(
 
                     # one downscale per frame (box filter), in the frame's coded orientation, then rotate;
                     # the analysis runs a batch at a time (see pipeline.signals)
-                    one_instant = top_field(frame) if frame.interlaced_frame else frame
-                    analysed = one_instant if deinterlace else frame
+                    analysed = top_field(frame) if deinterlace and frame.interlaced_frame else frame  # as the clips show it
                     sw, sh = (ah, aw) if rotation in (90, 270) else (aw, ah)
                     bgr = rotate_upright(_downscale_bgr(analysed, sw, sh, analysis_sws, config.decode_threads, hdr_intent), rotation)
                     if pending == BATCH_FRAMES:
@@ -371,7 +370,8 @@ def scan_video(
 
                     if t + 1e-6 >= next_key_t:
                         sw, sh = (kh, kw) if rotation in (90, 270) else (kw, kh)
-                        key_bgr = rotate_upright(_downscale_bgr(one_instant, sw, sh, keyframe_sws, config.decode_threads, hdr_intent), rotation)
+                        picture = top_field(frame) if frame.interlaced_frame and analysed is frame else analysed  # one instant, not two
+                        key_bgr = rotate_upright(_downscale_bgr(picture, sw, sh, keyframe_sws, config.decode_threads, hdr_intent), rotation)
                         ok, buf = cv2.imencode(".jpg", key_bgr, [cv2.IMWRITE_JPEG_QUALITY, config.keyframe_jpeg_quality])
                         if ok:
                             keyframes.append(Keyframe(index, t, buf.tobytes(), spool))
