@@ -100,7 +100,7 @@ class FrameCache:
         except Exception as exc:  # extraction will decode these frames again, and say what is wrong
             self._close(f"frame {index}: {type(exc).__name__}: {exc}")
             return
-        size = sum(plane.buffer_size for plane in ready.planes)
+        size = _frame_bytes(ready)
         if self.nbytes + size > self.budget:
             self._close(None)
             return
@@ -142,10 +142,13 @@ class FrameCache:
     def _free(self, index: int) -> None:
         frame = self._frames[index]
         if frame is not None:
-            self.nbytes -= sum(plane.buffer_size for plane in frame.planes)
+            self.nbytes -= _frame_bytes(frame)
             self._frames[index] = None
 
     def __getstate__(self) -> dict:
         """Frames do not travel: a pickled cache (a record leaving its worker) arrives empty and closed."""
-        state = dict(self.__dict__, _frames=[], nbytes=0, closed=True, _prepare=None)
-        return state
+        return dict(self.__dict__, _frames=[], nbytes=0, closed=True, _prepare=None)
+
+
+def _frame_bytes(frame: av.VideoFrame) -> int:
+    return sum(plane.buffer_size for plane in frame.planes)
