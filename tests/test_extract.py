@@ -17,10 +17,11 @@ import numpy as np
 import pytest
 
 from pipeline.colour import COLOUR_TAGS
-from pipeline.curate import CurateConfig, cpu_stages
 from pipeline.records import VideoRecord
 from pipeline.samples import ShotSpec, make_hdr_copy, make_interlaced_copy, make_video, set_display_rotation, source_names
 from pipeline.scan import rotate_upright, scan_video
+
+from curation_helpers import gray_frames, run_on, sample_stages
 
 VARIANTS = {
     # file name: (format, codec, encoder options)
@@ -35,12 +36,6 @@ VARIANTS = {
 }
 FRAME_MS = {"vfr.mp4": [30, 50, 40]}  # variable frame rate: frame i lasts FRAME_MS[i % 3] ms
 BT709 = 1  # the value of AVCOL_SPC_BT709, AVCOL_PRI_BT709 and AVCOL_TRC_BT709
-
-
-def gray_frames(source) -> list[np.ndarray]:
-    """Every frame of a file or bytes, in presentation order, as float grey images."""
-    with av.open(io.BytesIO(source) if isinstance(source, bytes) else str(source)) as container:
-        return [f.to_ndarray(format="gray").astype(np.float32) for f in container.decode(video=0)]
 
 
 def assert_constant_rate(mp4: bytes, fps: float) -> None:
@@ -111,22 +106,6 @@ def kept_clips_rgb(record: VideoRecord) -> dict[tuple[int, int], np.ndarray]:
             rgb = [f.to_ndarray(format="rgb24").astype(np.float32) for f in container.decode(video=0)]
         clips[(clip.row["start_frame"], clip.row["end_frame"])] = np.stack(rgb)
     return clips
-
-
-def run_on(record: VideoRecord, stages) -> VideoRecord:
-    for stage_cls, stage_config in stages:
-        [record] = stage_cls(stage_config).process([record])
-    return record
-
-
-def sample_stages(**extract):
-    """The CPU stages with the default config, the too-small minimums lowered to the 320x180 sample
-    videos and ``extract`` settings overridden."""
-    config = CurateConfig()
-    config.filter.min_width, config.filter.min_height = 128, 72
-    for key, value in extract.items():
-        setattr(config.extract, key, value)
-    return cpu_stages(config)
 
 
 def curate(path, **extract) -> VideoRecord:

@@ -5,7 +5,6 @@ without frames and extraction decodes them."""
 
 from __future__ import annotations
 
-import io
 import pickle
 
 import av
@@ -13,31 +12,17 @@ import numpy as np
 import pytest
 
 from pipeline import extract
-from pipeline.curate import CurateConfig, cpu_stages
 from pipeline.extract import ExtractConfig, FramePreparer, output_size
 from pipeline.framecache import FrameCache
 from pipeline.records import VideoRecord
 from pipeline.samples import make_hdr_copy, set_display_rotation
 
-
-def stages(**extract_settings):
-    """The CPU stages with the default config (minimum size lowered to the 320x180 samples)."""
-    config = CurateConfig()
-    config.filter.min_width, config.filter.min_height = 128, 72
-    for key, value in extract_settings.items():
-        setattr(config.extract, key, value)
-    return cpu_stages(config)
-
-
-def run_on(record: VideoRecord, chain) -> VideoRecord:
-    for stage_cls, stage_config in chain:
-        [record] = stage_cls(stage_config).process([record])
-    return record
+from curation_helpers import gray_frames, run_on, sample_stages
 
 
 def scanned(path, **extract_settings) -> VideoRecord:
     """``path`` through probe, scan (filling the cache), plan and filter."""
-    record = run_on(VideoRecord(path=str(path)), stages(**extract_settings)[:-1])
+    record = run_on(VideoRecord(path=str(path)), sample_stages(**extract_settings)[:-1])
     assert record.video["status"] == "ok", record.video.get("error")
     assert record.kept_clips(), "no clip kept: nothing to check"
     return record
@@ -59,11 +44,6 @@ def decoded_spans(monkeypatch) -> list[tuple[int, int]]:
 
     monkeypatch.setattr(extract, "_decode_spans", recording)
     return spans
-
-
-def gray_frames(source) -> list[np.ndarray]:
-    with av.open(io.BytesIO(source) if isinstance(source, bytes) else str(source)) as container:
-        return [f.to_ndarray(format="gray").astype(np.float32) for f in container.decode(video=0)]
 
 
 @pytest.mark.parametrize("rotation", [0, -90, 180])
@@ -102,7 +82,7 @@ def test_hdr_frames_are_not_cached(sample_corpus, tmp_path):
     make_hdr_copy(sample_corpus[1].path, path, "HLG")
     record = scanned(path)
     assert record.frame_cache.closed and len(record.frame_cache) == 0
-    record = run_on(record, stages()[-1:])
+    record = run_on(record, sample_stages()[-1:])
     assert record.kept_clips() and all(c.mp4 for c in record.kept_clips())
 
 
@@ -116,7 +96,7 @@ def test_video_in_the_cache_is_decoded_once(sample_corpus, tmp_path):
         spans = kept_spans(record)
         reference = gray_frames(path)
         path.unlink()
-        record = run_on(record, stages(frame_cache_mb=cache_mb)[-1:])
+        record = run_on(record, sample_stages(frame_cache_mb=cache_mb)[-1:])
         assert record.frame_cache is None and record.scan is None  # memory given back
         kept = record.kept_clips()
         if not cache_mb:
@@ -143,7 +123,7 @@ def test_clips_past_the_cache_are_decoded_again(sample_corpus, tmp_path, decoded
     record = scanned(sample_corpus[1].path, frame_cache_mb=budget_mb)
     assert len(record.frame_cache) == spans[0][1] + 1 and record.frame_cache.closed
     assert record.frame_cache.nbytes <= budget_mb * 2**20
-    record = run_on(record, stages(frame_cache_mb=budget_mb)[-1:])
+    record = run_on(record, sample_stages(frame_cache_mb=budget_mb)[-1:])
     assert decoded_spans == spans[1:]
     assert kept_spans(record) == spans
     for clip in record.kept_clips():
@@ -162,7 +142,7 @@ def test_pickled_record_arrives_without_frames(sample_corpus):
     assert len(record.frame_cache) > 0
     moved = pickle.loads(pickle.dumps(record))
     assert len(moved.frame_cache) == 0 and moved.frame_cache.closed and moved.frame_cache.nbytes == 0
-    moved = run_on(moved, stages()[-1:])
+    moved = run_on(moved, sample_stages()[-1:])
     assert kept_spans(moved) == kept_spans(record)
     assert all(c.mp4 and c.row["num_frames"] == c.row["end_frame"] - c.row["start_frame"] for c in moved.kept_clips())
 
@@ -216,7 +196,7 @@ def test_cache_made_for_other_clips_is_not_used(sample_corpus, decoded_spans):
     size than the scan's cache, it decodes every clip again, at its own size."""
     record = scanned(sample_corpus[1].path)
     spans = kept_spans(record)
-    record = run_on(record, stages(max_short_side=90)[-1:])
+    record = run_on(record, sample_stages(max_short_side=90)[-1:])
     assert decoded_spans == spans
     for clip in record.kept_clips():
         assert (clip.row["width"], clip.row["height"]) == (160, 90)
