@@ -206,7 +206,7 @@ def main() -> None:
         }
         # best of --repeats rounds, each round timing every pipeline once (the VM's speed drifts)
         best = dict.fromkeys(runs, float("inf"))
-        clip_bytes = {}  # preset: the kept clips' mp4 bytes
+        clip_bytes = {}  # run name: the kept clips' mp4 bytes
         for _ in range(args.repeats):
             for name, (fn, items) in runs.items():
                 seconds, results = timed_pool(fn, items(), args.workers)
@@ -217,7 +217,7 @@ def main() -> None:
                     kept_frames = sum(b - a for spans in kept for a, b in spans)
                     print(f"vidforge keeps {sum(map(len, kept))} clips, {kept_frames} frames ({kept_frames / frames:.0%} of the input)")
                 elif name in ("whole", "fast"):
-                    clip_bytes[args.fast_preset if name == "fast" else "veryfast"] = sum(n for _, n in results)
+                    clip_bytes[name] = sum(n for _, n in results)
                 best[name] = min(best[name], seconds)
         floor_auto, floor_single, scan, scan_cached, whole, whole_uncached, fast, multi, analysis_passes, encode = best.values()
         # the floor is the faster of FFmpeg's threading and one decoder thread per process
@@ -240,8 +240,8 @@ def main() -> None:
         print(f"\nscan→filter / floor = {scan / floor:.2f} (target <= 1.3); filling the frame cache: {scan_cached / floor:.2f}")
         print(f"with extraction / floor = {whole / floor:.2f} (target <= 2.0); without the frame cache: {whole_uncached / floor:.2f}; "
               f"with preset {args.fast_preset}: {fast / floor:.2f}")
-        print(f"clip files: {clip_bytes['veryfast'] / 1e6:.2f} MB with veryfast, {clip_bytes[args.fast_preset] / 1e6:.2f} MB "
-              f"with {args.fast_preset} ({clip_bytes[args.fast_preset] / clip_bytes['veryfast']:.2f}x)")
+        print(f"clip files: {clip_bytes['whole'] / 1e6:.2f} MB with veryfast, {clip_bytes['fast'] / 1e6:.2f} MB "
+              f"with {args.fast_preset} ({clip_bytes['fast'] / clip_bytes['whole']:.2f}x)")
         print(f"multi-pass / vidforge with extraction = {multi / whole:.2f} (target >= 2.0); "
               f"analysis passes alone / vidforge scan→filter = {analysis_passes / scan:.2f}")
         if args.workers > 1:
