@@ -3,14 +3,18 @@
 Frames are rendered from images that ship with matplotlib (``mpl-data/sample_data``: a photo of
 Grace Hopper, the Minduka pack, the matplotlib logo, terrain and MRI arrays rendered through
 colormaps with hill shading), seen through a virtual camera that pans, zooms, shakes or holds
-still. Shots are joined by hard cuts, dissolves (cross-fades) and fades through black, and the
-exact frame ranges of every shot and transition are recorded.
+still. Shots are joined by hard cuts, dissolves (cross-fades, or per-pixel dithers), wipes and
+fades through black, and the exact frame ranges of every shot and transition are recorded.
+
+:func:`make_hard_corpus` adds what fools shot detectors: camera flashes, whip pans and fast
+objects inside shots (recorded as events, not transitions), cuts between two crops of one photo,
+pixel dissolves, wipes and 0.5 s shots.
 
 Conventions (shared with :mod:`pipeline.scan`): frame ranges are ``[start, end)``; a cut has
-``start == end`` (the cut lies just before frame ``start``); frames inside a dissolve or fade
-belong to no shot.
+``start == end`` (the cut lies just before frame ``start``); frames inside a dissolve, wipe or
+fade belong to no shot.
 
-Command line: ``python -m pipeline.samples OUT_DIR [--num-videos N] [--seed S]``.
+Command line: ``python -m pipeline.samples OUT_DIR [--num-videos N] [--seed S] [--hard]``.
 """
 
 from __future__ import annotations
@@ -34,7 +38,9 @@ from pipeline.colour import HDR_TRANSFERS
 from pipeline.filtergraph import filter_chain
 
 SHOT_KINDS = ("pan", "zoom", "panzoom", "still", "shaky", "dark")
-TRANSITION_KINDS = ("cut", "dissolve", "fade")
+TRANSITION_KINDS = ("cut", "dissolve", "fade", "wipe")
+WIPE_DIRECTIONS = ("right", "left", "down", "up")  # the way a wipe's edge moves
+EVENT_KINDS = ("flash", "whip", "motion")
 DARK_LUMA = 20.0  # mean luma of "dark" shots: under the too-dark threshold, above fades' black
 
 
@@ -56,7 +62,17 @@ class ShotTruth:
 @dataclass
 class TransitionTruth:
     """A transition: ``cut`` (``start == end``: the cut is just before frame ``start``),
-    ``dissolve`` or ``fade``; frames ``[start, end)`` belong to no shot."""
+    ``dissolve``, ``wipe`` or ``fade``; frames ``[start, end)`` belong to no shot."""
+
+    start: int
+    end: int
+    kind: str
+
+
+@dataclass
+class EventTruth:
+    """Frames ``[start, end)`` inside a shot that are no transition but may pass for one: a camera
+    ``flash``, a ``whip`` pan or an object crossing the frame fast (``motion``)."""
 
     start: int
     end: int
@@ -74,9 +90,12 @@ class SampleVideo:
     num_frames: int
     shots: list[ShotTruth] = field(default_factory=list)
     transitions: list[TransitionTruth] = field(default_factory=list)
+    events: list[EventTruth] = field(default_factory=list)
 
     def to_dict(self, relative_to: Path | None = None) -> dict:
         data = dataclasses.asdict(self)
+        if not self.events:
+            del data["events"]  # files without events read as before events were recorded
         if relative_to is not None:
             try:
                 data["path"] = str(Path(self.path).resolve().relative_to(Path(relative_to).resolve()))
@@ -97,6 +116,7 @@ class SampleVideo:
             num_frames=int(data["num_frames"]),
             shots=[ShotTruth(**s) for s in data["shots"]],
             transitions=[TransitionTruth(**t) for t in data["transitions"]],
+            events=[EventTruth(**e) for e in data.get("events", [])],
         )
 
 
@@ -106,30 +126,59 @@ class SampleVideo:
 
 
 @dataclass
+class EventSpec:
+    """An event inside a shot (see :class:`EventTruth`): ``kind`` in :data:`EVENT_KINDS` over the
+    shot's frames ``[start, start + frames)``; a ``motion`` object is cut out of ``source``."""
+
+    kind: str
+    start: int
+    frames: int
+    source: str = ""
+
+
+@dataclass
 class ShotSpec:
     """One shot to render: ``kind`` in :data:`SHOT_KINDS`, a source name from :func:`source_names`,
-    and its own length in frames (transition frames come on top)."""
+    and its own length in frames (transition frames come on top). ``crop``: the view's size as a
+    fraction of the largest that fits the source (still, pan, dark, shaky; default random 0.55-0.75)."""
 
     kind: str
     source: str
     frames: int
+    crop: float | None = None
+    events: list[EventSpec] = field(default_factory=list)
+
+    def check(self) -> None:
+        if self.kind not in SHOT_KINDS:
+            raise ValueError(f"shot kind: expected one of {SHOT_KINDS}, got {self.kind!r}")
+        if self.frames < 1:
+            raise ValueError(f"shot frames: expected >= 1, got {self.frames}")
+        for event in self.events:
+            if event.kind not in EVENT_KINDS:
+                raise ValueError(f"event kind: expected one of {EVENT_KINDS}, got {event.kind!r}")
+            if event.frames < 1 or event.start < 0 or event.start + event.frames > self.frames:
+                raise ValueError(f"event {event}: expected frames >= 1 inside the shot's {self.frames}")
 
 
 @dataclass
 class TransitionSpec:
-    """How two shots are joined: ``cut``; ``dissolve`` over ``frames`` frames; ``fade`` out over
-    ``frames`` frames, ``black`` black frames, then in over ``frames_in`` (defaults to ``frames``)."""
+    """How two shots are joined: ``cut``; ``dissolve`` over ``frames`` frames (an alpha blend, or
+    with ``pixels`` a dither as FFmpeg xfade's ``dissolve``: each pixel turns from A to B at its own
+    random time); ``wipe`` over ``frames`` frames (an edge moving ``direction`` uncovers B); ``fade``
+    out over ``frames`` frames, ``black`` black frames, then in over ``frames_in`` (defaults to ``frames``)."""
 
     kind: str
     frames: int = 0
     black: int = 0
     frames_in: int | None = None
+    pixels: bool = False
+    direction: str = "right"
 
     @property
     def length(self) -> int:
         if self.kind == "cut":
             return 0
-        if self.kind == "dissolve":
+        if self.kind in ("dissolve", "wipe"):
             return self.frames
         return self.frames + self.black + self.fade_in_frames
 
@@ -137,11 +186,25 @@ class TransitionSpec:
     def fade_in_frames(self) -> int:
         return self.frames if self.frames_in is None else self.frames_in
 
+    @property
+    def tail(self) -> int:
+        """Frames the outgoing shot's camera rolls on into the transition."""
+        return 0 if self.kind == "cut" else self.frames
+
+    @property
+    def head(self) -> int:
+        """Frames the incoming shot's camera rolls before its shot starts."""
+        return {"cut": 0, "fade": self.fade_in_frames}.get(self.kind, self.frames)
+
     def check(self) -> None:
         if self.kind not in TRANSITION_KINDS:
             raise ValueError(f"transition kind: expected one of {TRANSITION_KINDS}, got {self.kind!r}")
         if self.kind != "cut" and self.frames < 1:
             raise ValueError(f"{self.kind}: expected frames >= 1, got {self.frames}")
+        if self.pixels and self.kind != "dissolve":
+            raise ValueError(f"{self.kind}: pixels is for dissolves only")
+        if self.direction not in WIPE_DIRECTIONS:
+            raise ValueError(f"wipe direction: expected one of {WIPE_DIRECTIONS}, got {self.direction!r}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -253,6 +316,103 @@ def load_source(name: str) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 
 
+class _Event:
+    """An event's effect on a shot at shot-local frame ``t``: how far it turns the camera
+    (``shift``, output pixels), what the camera sees (``scene``) and how it is lit (``light``,
+    after a dark shot's exposure)."""
+
+    def __init__(self, spec: EventSpec):
+        self.spec = spec
+
+    def active(self, t: int) -> bool:
+        return self.spec.start <= t < self.spec.start + self.spec.frames
+
+    def shift(self, t: int) -> np.ndarray:
+        return np.zeros(2)
+
+    def scene(self, frame: np.ndarray, t: int) -> np.ndarray:
+        return frame
+
+    def light(self, frame: np.ndarray, t: int) -> np.ndarray:
+        return frame
+
+
+class _Flash(_Event):
+    """A photographer's flash: the picture washed toward white, most on the first frame."""
+
+    def __init__(self, spec: EventSpec, size, rng: np.random.Generator):
+        super().__init__(spec)
+        self.peak = rng.uniform(0.6, 0.85)
+
+    def light(self, frame, t):
+        if not self.active(t):
+            return frame
+        return frame + (255.0 - frame) * (self.peak * 0.6 ** (t - self.spec.start))
+
+
+class _Whip(_Event):
+    """A whip pan: the camera swings about a frame width sideways (eased in and out), blurred
+    along the swing, and holds the new view for the rest of the shot."""
+
+    def __init__(self, spec: EventSpec, size, rng: np.random.Generator):
+        super().__init__(spec)
+        self.distance = size[0] * rng.uniform(0.8, 1.2) * (1.0 if rng.random() < 0.5 else -1.0)
+
+    def _progress(self, t: float) -> float:
+        u = min(max((t - self.spec.start + 1) / (self.spec.frames + 1), 0.0), 1.0)
+        return (1.0 - math.cos(math.pi * u)) / 2.0
+
+    def shift(self, t):
+        return np.array([self.distance * self._progress(t), 0.0])
+
+    def scene(self, frame, t):
+        if not self.active(t):
+            return frame
+        streak = abs(self.distance) * (self._progress(t + 0.5) - self._progress(t - 0.5))
+        return cv2.blur(frame, (max(1, round(streak)), 1))
+
+
+class _Motion(_Event):
+    """An object (an oval cut out of another source) crossing the frame side to side in
+    ``frames`` frames, blurred along its path."""
+
+    def __init__(self, spec: EventSpec, size, rng: np.random.Generator):
+        super().__init__(spec)
+        width, height = size
+        h = max(4, round(height * rng.uniform(0.35, 0.5)))
+        w = max(4, round(h * rng.uniform(0.8, 1.3)))
+        image = load_source(spec.source)
+        side = min(image.shape[:2]) // 2
+        y, x = (rng.integers(0, n - side + 1) for n in image.shape[:2])
+        patch = cv2.resize(image[y : y + side, x : x + side], (w, h), interpolation=cv2.INTER_AREA)
+        yy, xx = np.mgrid[:h, :w]
+        oval = (((xx + 0.5) / w - 0.5) ** 2 + ((yy + 0.5) / h - 0.5) ** 2 <= 0.25).astype(np.float32)
+        speed = (width + w) / spec.frames
+        streak = max(1, round(speed / 2))  # a half-frame shutter
+        pad = ((0, 0), (streak, streak))
+        alpha = cv2.blur(np.pad(oval, pad), (streak, 1))
+        self.alpha = alpha[:, :, None]
+        self.rgb = cv2.blur(np.pad(patch * oval[:, :, None], pad + ((0, 0),)), (streak, 1))  # premultiplied
+        travel = np.array([-self.alpha.shape[1], width], np.float64)
+        self.x = travel if rng.random() < 0.5 else travel[::-1]
+        self.y = rng.uniform(0, height - h, size=2)
+
+    def scene(self, frame, t):
+        if not self.active(t):
+            return frame
+        u = (t - self.spec.start + 0.5) / self.spec.frames
+        x, y = (round(a + (b - a) * u) for a, b in (self.x, self.y))
+        h, w = self.alpha.shape[:2]
+        x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, frame.shape[1]), min(y + h, frame.shape[0])
+        if x0 < x1 and y0 < y1:
+            alpha = self.alpha[y0 - y : y1 - y, x0 - x : x1 - x]
+            frame[y0:y1, x0:x1] = frame[y0:y1, x0:x1] * (1.0 - alpha) + self.rgb[y0 - y : y1 - y, x0 - x : x1 - x]
+        return frame
+
+
+_EVENTS = {"flash": _Flash, "whip": _Whip, "motion": _Motion}
+
+
 class _Camera:
     """A crop window over a source image as a function of the shot-local frame index ``t``.
 
@@ -271,7 +431,7 @@ class _Camera:
         kind = spec.kind
         n = self.t1 - self.t0
         if kind in ("still", "pan", "dark", "shaky"):
-            s0 = s1 = fit * rng.uniform(0.55, 0.75)
+            s0 = s1 = fit * (rng.uniform(0.55, 0.75) if spec.crop is None else spec.crop)
         elif kind == "zoom":
             s0, s1 = fit * 0.9, fit * rng.uniform(0.45, 0.6)
             if rng.random() < 0.5:
@@ -308,6 +468,7 @@ class _Camera:
             self.jitter = rng.normal(0.0, 2.5 * smax, size=(n, 2))
         # a dark shot is a dim (not black) picture: every frame scaled to mean luma DARK_LUMA
         self.dark = kind == "dark"
+        self.events = [_EVENTS[event.kind](event, size, rng) for event in spec.events]
 
     def render(self, t: int) -> np.ndarray:
         """The RGB float32 frame at shot-local index ``t``."""
@@ -321,26 +482,46 @@ class _Camera:
             c = c + self.amp * np.array([tri, math.sin(phase * 2.3)])
             c = c + self.jitter[min(max(t - self.t0, 0), n - 1)]
         c = np.clip(c, self.lo, self.hi) if np.all(self.hi >= self.lo) else c
+        for event in self.events:
+            c = c + s * event.shift(t)
         width, height = self.size
         matrix = np.array([[s, 0.0, c[0] - s * width / 2], [0.0, s, c[1] - s * height / 2]], np.float64)
         frame = cv2.warpAffine(
             self.image, matrix, (width, height), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
             borderMode=cv2.BORDER_REFLECT,
         ).astype(np.float32)
+        for event in self.events:
+            frame = event.scene(frame, t)
         if self.dark:
             luma = float((frame.reshape(-1, 3) @ np.array([0.299, 0.587, 0.114], np.float32)).mean())
             frame *= DARK_LUMA / max(luma, 1.0)
+        for event in self.events:
+            frame = event.light(frame, t)
         return frame
 
 
+def _mix_weights(tr: TransitionSpec, size, rng: np.random.Generator):
+    """Shot B's weight in each frame of a dissolve or wipe: a number (alpha dissolve) or a 0/1
+    mask ``(height, width, 1)`` (pixel dissolve, wipe)."""
+    width, height = size
+    if tr.kind == "wipe":
+        x = (np.arange(width, dtype=np.float32) + 0.5) / width
+        y = (np.arange(height, dtype=np.float32)[:, None] + 0.5) / height
+        ramp = {"right": x, "left": 1.0 - x, "down": y, "up": 1.0 - y}[tr.direction]
+        switch = np.broadcast_to(ramp, (height, width))
+    else:  # a dissolve: each pixel turns at its own random time, or all at once
+        switch = rng.random((height, width), dtype=np.float32) if tr.pixels else None
+    for k in range(tr.frames):
+        a = (k + 1) / (tr.frames + 1)
+        yield a if switch is None else (switch < a).astype(np.float32)[:, :, None]
+
+
 def _render_frames(shots: list[ShotSpec], transitions: list[TransitionSpec], size, rng):
-    """Yield RGB float32 frames of the whole video, and return the ground truth via a list."""
+    """Yield the RGB float32 frames of the whole video."""
     cameras = []
     for i, spec in enumerate(shots):
-        before = transitions[i - 1] if i > 0 else None
-        after = transitions[i] if i < len(transitions) else None
-        pre = 0 if before is None else (before.frames if before.kind == "dissolve" else before.fade_in_frames if before.kind == "fade" else 0)
-        post = 0 if after is None else (after.frames if after.kind in ("dissolve", "fade") else 0)
+        pre = transitions[i - 1].head if i > 0 else 0
+        post = transitions[i].tail if i < len(transitions) else 0
         cameras.append(_Camera(spec, -pre, spec.frames + post, size, rng))
     black = np.zeros((size[1], size[0], 3), np.float32)
     for i, (spec, cam) in enumerate(zip(shots, cameras)):
@@ -349,10 +530,9 @@ def _render_frames(shots: list[ShotSpec], transitions: list[TransitionSpec], siz
         if i == len(shots) - 1:
             break
         tr, nxt = transitions[i], cameras[i + 1]
-        if tr.kind == "dissolve":
-            for k in range(tr.frames):
-                a = (k + 1) / (tr.frames + 1)
-                yield (1.0 - a) * cam.render(spec.frames + k) + a * nxt.render(k - tr.frames)
+        if tr.kind in ("dissolve", "wipe"):
+            for k, w in enumerate(_mix_weights(tr, size, rng)):
+                yield (1.0 - w) * cam.render(spec.frames + k) + w * nxt.render(k - tr.frames)
         elif tr.kind == "fade":
             for k in range(tr.frames):
                 yield cam.render(spec.frames + k) * ((tr.frames - k) / (tr.frames + 1))
@@ -364,16 +544,17 @@ def _render_frames(shots: list[ShotSpec], transitions: list[TransitionSpec], siz
 
 
 def _ground_truth(shots: list[ShotSpec], transitions: list[TransitionSpec]):
-    shot_truth, transition_truth = [], []
+    shot_truth, transition_truth, event_truth = [], [], []
     pos = 0
     for i, spec in enumerate(shots):
         shot_truth.append(ShotTruth(pos, pos + spec.frames, spec.kind, spec.source))
+        event_truth += [EventTruth(pos + e.start, pos + e.start + e.frames, e.kind) for e in spec.events]
         pos += spec.frames
         if i < len(transitions):
             tr = transitions[i]
             transition_truth.append(TransitionTruth(pos, pos + tr.length, tr.kind))
             pos += tr.length
-    return shot_truth, transition_truth, pos
+    return shot_truth, transition_truth, event_truth, pos
 
 
 def _open_h264(path: Path, fps, size, *, faststart: bool = False, crf: int = 18):
@@ -422,19 +603,16 @@ def make_video(
     if size[0] % 2 or size[1] % 2:
         raise ValueError(f"make_video: size must be even for yuv420p, got {size}")
     for spec in shots:
-        if spec.kind not in SHOT_KINDS:
-            raise ValueError(f"shot kind: expected one of {SHOT_KINDS}, got {spec.kind!r}")
-        if spec.frames < 1:
-            raise ValueError(f"shot frames: expected >= 1, got {spec.frames}")
+        spec.check()
     for tr in transitions:
         tr.check()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    shot_truth, transition_truth, total = _ground_truth(shots, transitions)
+    shot_truth, transition_truth, event_truth, total = _ground_truth(shots, transitions)
     written = _write_frames(path, _render_frames(shots, transitions, size, rng), fps, size)
     assert written == total, (written, total)
-    return SampleVideo(str(path), float(fps), size[0], size[1], total, shot_truth, transition_truth)
+    return SampleVideo(str(path), float(fps), size[0], size[1], total, shot_truth, transition_truth, event_truth)
 
 
 # --------------------------------------------------------------------------------------------
@@ -442,15 +620,79 @@ def make_video(
 # --------------------------------------------------------------------------------------------
 
 
+HARD_JOINS = ("cut", "similar", "dissolve", "pixels", "wipe", "fade", "short")
+"""How :func:`hard_corpus_specs` joins two shots: a cut; a cut to another crop of the same photo
+(``similar``); an alpha or a ``pixels`` dissolve; a wipe; a fade; a 0.5 s shot between two cuts."""
+
+
+class _Deck:
+    """Kinds dealt from shuffled decks (one per tuple of kinds): each comes up once a round."""
+
+    def __init__(self, rng: np.random.Generator):
+        self.rng = rng
+        self.decks: dict[tuple[str, ...], list[str]] = {}
+
+    def deal(self, kinds: tuple[str, ...]) -> str:
+        deck = self.decks.setdefault(kinds, [])
+        if not deck:
+            deck.extend(self.rng.permutation(list(kinds)).tolist())
+        return deck.pop()
+
+
+def _next_source(rng: np.random.Generator, previous: list[str]) -> str:
+    """A source of another family than ``previous[-1]``, one not in ``previous`` where any is left."""
+    allowed = [n for n in source_names() if not previous or source_family(n) != source_family(previous[-1])]
+    unused = [n for n in allowed if n not in previous] or allowed
+    return unused[rng.integers(len(unused))]
+
+
 def _pick_sources(rng: np.random.Generator, count: int) -> list[str]:
     """``count`` sources where consecutive ones come from different families."""
-    names = source_names()
     out: list[str] = []
     for _ in range(count):
-        allowed = [n for n in names if not out or source_family(n) != source_family(out[-1])]
-        unused = [n for n in allowed if n not in out] or allowed
-        out.append(unused[rng.integers(len(unused))])
+        out.append(_next_source(rng, out))
     return out
+
+
+def _random_shot(deck: _Deck, rng: np.random.Generator, source: str, fps: float, shot_seconds) -> ShotSpec:
+    kind = deck.deal(SHOT_KINDS)
+    seconds = rng.uniform(*shot_seconds)
+    if kind == "shaky":
+        seconds = min(seconds, 3.5)
+    return ShotSpec(kind, source, max(2, int(round(seconds * fps))))
+
+
+def _random_transition(kind: str, rng: np.random.Generator) -> TransitionSpec:
+    """A transition for plan ``kind`` (``cut``, ``dissolve``, ``pixels``, ``wipe``, ``fade``): dissolves
+    8-24 frames, pixel dissolves and wipes 8-20, fades 6-16 out, 0-8 black, 6-16 in."""
+    if kind == "dissolve":
+        return TransitionSpec("dissolve", int(rng.integers(8, 25)))
+    if kind == "pixels":
+        return TransitionSpec("dissolve", int(rng.integers(8, 21)), pixels=True)
+    if kind == "wipe":
+        return TransitionSpec("wipe", int(rng.integers(8, 21)), direction=WIPE_DIRECTIONS[rng.integers(4)])
+    if kind == "fade":
+        return TransitionSpec("fade", int(rng.integers(6, 17)), int(rng.integers(0, 9)), int(rng.integers(6, 17)))
+    return TransitionSpec("cut")
+
+
+def _random_event(kind: str, shot: ShotSpec, rng: np.random.Generator) -> EventSpec:
+    """An event of ``kind`` at least 6 frames inside ``shot`` (30 frames or more): a 1-3 frame
+    flash, a 4-8 frame whip pan, or an object of another source crossing in 10-18 frames."""
+    frames = int(rng.integers(*{"flash": (1, 4), "whip": (4, 9), "motion": (10, 19)}[kind]))
+    start = int(rng.integers(6, shot.frames - frames - 5))
+    return EventSpec(kind, start, frames, _next_source(rng, [shot.source]) if kind == "motion" else "")
+
+
+def _reframe(first: ShotSpec, second: ShotSpec, rng: np.random.Generator) -> None:
+    """Make ``second`` another view of ``first``'s photo, both lit alike (no dark shot): one crop wide,
+    the other tight (2x or more)."""
+    wide, tight = rng.uniform(0.85, 0.95), rng.uniform(0.35, 0.45)
+    if first.crop is None:
+        first.crop = wide if rng.random() < 0.5 else tight
+    second.source, second.crop = first.source, tight if first.crop > 0.6 else wide
+    for shot in (first, second):
+        shot.kind = shot.kind if shot.kind in ("still", "pan", "shaky") else "still"
 
 
 def corpus_specs(
@@ -463,38 +705,59 @@ def corpus_specs(
     """The shot and transition plan of a corpus; shot and transition kinds are dealt from
     shuffled decks so every kind occurs as soon as the corpus has enough shots."""
     rng = np.random.default_rng(seed)
-    shot_deck: list[str] = []
-    transition_deck: list[str] = []
-
-    def deal(deck: list[str], kinds) -> str:
-        if not deck:
-            deck.extend(rng.permutation(list(kinds)).tolist())
-        return deck.pop()
-
+    deck = _Deck(rng)
     plans = []
     for _ in range(num_videos):
         n_shots = int(rng.integers(shots_per_video[0], shots_per_video[1] + 1))
-        sources = _pick_sources(rng, n_shots)
-        shots = []
-        for src in sources:
-            kind = deal(shot_deck, SHOT_KINDS)
-            seconds = rng.uniform(*shot_seconds)
-            if kind == "shaky":
-                seconds = min(seconds, 3.5)
-            shots.append(ShotSpec(kind, src, max(2, int(round(seconds * fps)))))
-        transitions = []
-        for _ in range(n_shots - 1):
-            kind = deal(transition_deck, ("cut", "cut", "dissolve", "fade"))
-            if kind == "cut":
-                transitions.append(TransitionSpec("cut"))
-            elif kind == "dissolve":
-                transitions.append(TransitionSpec("dissolve", int(rng.integers(8, 25))))
-            else:
-                transitions.append(
-                    TransitionSpec("fade", int(rng.integers(6, 17)), int(rng.integers(0, 9)), int(rng.integers(6, 17)))
-                )
+        shots = [_random_shot(deck, rng, src, fps, shot_seconds) for src in _pick_sources(rng, n_shots)]
+        transitions = [_random_transition(deck.deal(("cut", "cut", "dissolve", "fade")), rng) for _ in shots[1:]]
         plans.append((shots, transitions))
     return plans
+
+
+def hard_corpus_specs(
+    num_videos: int = 8,
+    seed: int = 0,
+    fps: float = 24,
+    joins_per_video: tuple[int, int] = (5, 7),
+    shot_seconds: tuple[float, float] = (1.5, 3.5),
+) -> list[tuple[list[ShotSpec], list[TransitionSpec]]]:
+    """The plan of :func:`make_hard_corpus`: shots joined by :data:`HARD_JOINS`, each shot of 30
+    frames or more holding one of :data:`EVENT_KINDS` or none; joins, events and shot kinds are dealt
+    from shuffled decks, so every one occurs once the corpus has 7 joins and 4 such shots."""
+    rng = np.random.default_rng(seed)
+    deck = _Deck(rng)
+    plans = []
+    for _ in range(num_videos):
+        shots = [_random_shot(deck, rng, _next_source(rng, []), fps, shot_seconds)]
+        transitions: list[TransitionSpec] = []
+        for _ in range(int(rng.integers(joins_per_video[0], joins_per_video[1] + 1))):
+            join = deck.deal(HARD_JOINS)
+            if join == "short":
+                shots.append(_random_shot(deck, rng, _next_source(rng, [s.source for s in shots]), fps, (0.5, 0.5)))
+                transitions.append(TransitionSpec("cut"))
+            shot = _random_shot(deck, rng, _next_source(rng, [s.source for s in shots]), fps, shot_seconds)
+            if join == "similar":
+                _reframe(shots[-1], shot, rng)
+            shots.append(shot)
+            transitions.append(_random_transition("cut" if join in ("short", "similar") else join, rng))
+        for shot in shots:
+            kind = deck.deal(EVENT_KINDS + ("",)) if shot.frames >= 30 else ""
+            shot.events = [_random_event(kind, shot, rng)] if kind else []
+        plans.append((shots, transitions))
+    return plans
+
+
+def _write_corpus(out_dir: str | Path, plans, fps: float, size: tuple[int, int], seed: int) -> list[SampleVideo]:
+    """Render ``plans`` as ``video_NNN.mp4`` in ``out_dir`` and write ``ground_truth.json`` beside them."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    videos = []
+    for i, (shots, transitions) in enumerate(plans):
+        path = out_dir / f"video_{i:03d}.mp4"
+        videos.append(make_video(path, shots, transitions, fps=fps, size=size, seed=seed * 1000 + i))
+    write_ground_truth(out_dir / "ground_truth.json", videos)
+    return videos
 
 
 def make_corpus(
@@ -512,15 +775,27 @@ def make_corpus(
     at 24 fps, joined by a mix of cuts, dissolves (8-24 frames) and fades through black (6-16
     frames out, 0-8 black, 6-16 in); all six shot kinds occur once the corpus has six shots.
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    videos = []
     plans = corpus_specs(num_videos, seed, fps, shots_per_video, shot_seconds)
-    for i, (shots, transitions) in enumerate(plans):
-        path = out_dir / f"video_{i:03d}.mp4"
-        videos.append(make_video(path, shots, transitions, fps=fps, size=size, seed=seed * 1000 + i))
-    write_ground_truth(out_dir / "ground_truth.json", videos)
-    return videos
+    return _write_corpus(out_dir, plans, fps, size, seed)
+
+
+def make_hard_corpus(
+    out_dir: str | Path,
+    num_videos: int = 8,
+    seed: int = 0,
+    fps: float = 24,
+    size: tuple[int, int] = (320, 180),
+    joins_per_video: tuple[int, int] = (5, 7),
+    shot_seconds: tuple[float, float] = (1.5, 3.5),
+) -> list[SampleVideo]:
+    """Like :func:`make_corpus`, a corpus that is harder on shot detectors (see :func:`hard_corpus_specs`).
+
+    Defaults give 8 videos of about 15-25 s: 5-7 joins each (cuts, cuts between two crops of one
+    photo, alpha and pixel dissolves, wipes, fades, 0.5 s shots between cuts), with flashes, whip
+    pans and fast objects inside shots recorded as ``events``; each kind occurs several times.
+    """
+    plans = hard_corpus_specs(num_videos, seed, fps, joins_per_video, shot_seconds)
+    return _write_corpus(out_dir, plans, fps, size, seed)
 
 
 def write_ground_truth(path: str | Path, videos: list[SampleVideo]) -> None:
@@ -768,17 +1043,21 @@ def _write_audio(path: Path, seconds: float = 1.0, rate: int = 44100) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m pipeline.samples", description=__doc__.split("\n\n")[0])
     parser.add_argument("out_dir")
-    parser.add_argument("--num-videos", type=int, default=6)
+    parser.add_argument("--num-videos", type=int, default=None, help="default: 6, or 8 with --hard")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--fps", type=float, default=24)
     parser.add_argument("--width", type=int, default=320)
     parser.add_argument("--height", type=int, default=180)
     parser.add_argument("--broken", action="store_true", help="also write broken inputs to OUT_DIR/broken")
+    parser.add_argument("--hard", action="store_true", help="the harder corpus of make_hard_corpus")
     args = parser.parse_args(argv)
-    videos = make_corpus(args.out_dir, args.num_videos, args.seed, args.fps, (args.width, args.height))
+    make = make_hard_corpus if args.hard else make_corpus
+    num_videos = args.num_videos or (8 if args.hard else 6)
+    videos = make(args.out_dir, num_videos, args.seed, args.fps, (args.width, args.height))
     for v in videos:
         kinds = ", ".join(t.kind for t in v.transitions)
-        print(f"{v.path}: {v.num_frames} frames, {len(v.shots)} shots ({kinds})")
+        events = f"; events: {', '.join(e.kind for e in v.events)}" if v.events else ""
+        print(f"{v.path}: {v.num_frames} frames, {len(v.shots)} shots ({kinds}){events}")
     if args.broken:
         for name, p in make_broken_inputs(Path(args.out_dir) / "broken").items():
             print(f"{p}: {name}")
