@@ -8,6 +8,11 @@ are removed: the units they held were not committed and are processed again. So 
 any point (Ctrl-C, SIGKILL, a lost node) and rerun with the same command skips finished videos,
 never duplicates or loses a clip and never exposes half a shard. ``finalize`` merges the parts
 into the units manifest (``manifest/videos.parquet`` for curation) and ``manifest/clips.parquet``.
+
+A resumed run may find parts committed by an older vidforge, whose rows lack columns added to the
+contract since (:data:`pipeline.manifest.ADDED_COLUMNS`: ``videos.parquet``'s ``transitions``). Their
+videos are not redone: the merge reads those columns as null in their rows (one warning names them),
+the rows of this run's parts have them. ``--overwrite`` redoes everything, filling them.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.io import is_remote, local_path
-from pipeline.manifest import CLIP_SCHEMA, CLIPS_FILE, VIDEO_SCHEMA, VIDEOS_FILE, conform, write_table_atomic
+from pipeline.manifest import CLIP_SCHEMA, CLIPS_FILE, VIDEO_SCHEMA, VIDEOS_FILE, conform, missing_columns, write_table_atomic
 from pipeline.shards import shard_name
 
 log = logging.getLogger(__name__)
@@ -244,7 +249,20 @@ class OutputJournal:
         """Merge every committed part into the units and clips manifests (atomic writes); return them."""
         def merged(kind: str, schema: pa.Schema) -> pa.Table:
             paths = sorted(p for p in self.parts_dir.iterdir() if (m := _PART.match(p.name)) and m.group(2) == kind)
-            tables = [pq.read_table(p, schema=schema) for p in paths]
+            tables = [pq.read_table(p, schema=schema) for p in paths]  # a column a part lacks reads as null
+            older = {}  # parts an older vidforge committed (a resumed run): rows without the columns added since
+            for path in paths:
+                _, added = missing_columns(pq.ParquetFile(path).schema_arrow.names, schema)
+                if added:
+                    older[path.name] = added
+            if older:
+                columns = sorted({c for added in older.values() for c in added})
+                rows = sum(pq.ParquetFile(self.parts_dir / name).metadata.num_rows for name in older)
+                log.warning(
+                    "%s: %d row(s) of %s, in %d part(s), were committed by an older vidforge without %s: null there "
+                    "(rerun with --overwrite to fill them)",
+                    self.root, rows, self.units_file if kind == "units" else CLIPS_FILE, len(older), ", ".join(columns),
+                )
             return pa.concat_tables(tables) if tables else schema.empty_table()
 
         units = merged("units", self.unit_schema)

@@ -3,6 +3,10 @@
 ``manifest/videos.parquet``: one row per input video. ``manifest/clips.parquet``: one row per
 candidate clip, kept or not. Columns filled by later stages (aesthetic score, captions) are
 null until those stages run. See ARCHITECTURE.md ("The data contract").
+
+Frame numbers, in both manifests, count the frames that decode, from 0, in the order the decoder
+gives them (presentation order): the scan's numbering (:mod:`pipeline.decoding`), which
+``vidforge scenes`` and the contact sheets (:mod:`pipeline.sheets`) print too.
 """
 
 from __future__ import annotations
@@ -13,6 +17,17 @@ from typing import Any, BinaryIO, Callable, Iterable
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+TRANSITION_TYPE = pa.struct(
+    [
+        pa.field("kind", pa.string()),  # "cut" | "dissolve" | "fade" (| "wipe" | "gradual": kinds a detector may add)
+        pa.field("start_frame", pa.int64()),
+        pa.field("end_frame", pa.int64()),
+    ]
+)
+"""One transition of ``videos.parquet``'s ``transitions`` list, in the clips' frame numbering. A cut:
+``start_frame == end_frame`` == the first frame of the new shot. A gradual transition (dissolve,
+fade): frames ``[start_frame, end_frame)``, which belong to neither shot (nor to any clip)."""
 
 VIDEO_SCHEMA = pa.schema(
     [
@@ -34,7 +49,11 @@ VIDEO_SCHEMA = pa.schema(
         pa.field("damaged_frames", pa.int64()),  # frames left out of clips: decoded from damaged packets (pipeline.decoding)
         pa.field("warning", pa.string()),  # one line when an ok video decoded only in part (packets skipped, decoding stopped early)
         pa.field("num_scenes", pa.int32()),
-        pa.field("num_transitions", pa.int32()),
+        pa.field("num_transitions", pa.int32()),  # len(transitions)
+        # the scan's transitions in frame order (TRANSITION_TYPE). [] when the video failed before its scan
+        # finished (or has none); a video failing later keeps the scan's, as num_scenes and num_transitions do.
+        # null only in rows committed by a vidforge older than this column (a resumed run: see pipeline.journal)
+        pa.field("transitions", pa.list_(TRANSITION_TYPE)),
         pa.field("num_clips", pa.int32()),
         pa.field("num_kept", pa.int32()),
         pa.field("seconds", pa.float64()),  # wall time spent on this video by the CPU stages
@@ -88,6 +107,11 @@ CLIP_SCHEMA = pa.schema(
 VIDEOS_FILE = "manifest/videos.parquet"
 CLIPS_FILE = "manifest/clips.parquet"
 
+ADDED_COLUMNS = frozenset({"transitions"})
+"""Columns added to the contract after manifests were first written: a manifest (or a manifest part of
+an interrupted run) written before has none, and reads as null there (:func:`read_manifest`,
+:meth:`pipeline.journal.OutputJournal.finalize`)."""
+
 
 def conform(rows: Iterable[dict[str, Any]], schema: pa.Schema) -> pa.Table:
     """Rows to a table with exactly ``schema``'s columns (missing ones null, extra keys an error)."""
@@ -123,10 +147,19 @@ def write_table_atomic(table: pa.Table, path: str | Path) -> None:
     write_atomic(path, lambda f: pq.write_table(table, f, row_group_size=65536))
 
 
+def missing_columns(names: Iterable[str], schema: pa.Schema) -> tuple[list[str], list[str]]:
+    """``schema``'s columns not in ``names``: (the contract's own, the :data:`ADDED_COLUMNS` an older
+    vidforge did not write yet)."""
+    present = set(names)
+    missing = [n for n in schema.names if n not in present]
+    return [n for n in missing if n not in ADDED_COLUMNS], [n for n in missing if n in ADDED_COLUMNS]
+
+
 def read_manifest(path: str | Path, schema: pa.Schema) -> pa.Table:
-    """Read a manifest and check it has the contract's columns."""
-    table = pq.read_table(path)
-    missing = [n for n in schema.names if n not in table.column_names]
+    """Read a manifest as ``schema`` (its columns, in its order). A column of :data:`ADDED_COLUMNS`
+    that an older vidforge did not write reads as null; any other missing column is an error."""
+    names = pq.ParquetFile(path).schema_arrow.names
+    missing, added = missing_columns(names, schema)
     if missing:
         raise ValueError(f"{path}: not a vidforge manifest, missing columns {missing}")
-    return table
+    return pq.read_table(path, schema=schema)

@@ -64,6 +64,15 @@ def frame_time(scan, index: int) -> float:
     return float(times[-1]) + (index - len(times) + 1) / scan.fps
 
 
+def transition_rows(transitions) -> list[dict]:
+    """The scan's transitions (:class:`pipeline.transitions.Transition`) as ``videos.parquet``'s
+    ``transitions`` entries (:data:`pipeline.manifest.TRANSITION_TYPE`), in frame order: the scan's
+    frame numbering, a cut ``start_frame == end_frame`` (the new shot's first frame), a gradual one
+    ``[start_frame, end_frame)``."""
+    rows = [{"kind": str(t.kind), "start_frame": int(t.start), "end_frame": int(t.end)} for t in transitions]
+    return sorted(rows, key=lambda r: (r["start_frame"], r["end_frame"]))
+
+
 def plan_clips(record: VideoRecord, config: PlanConfig) -> list[ClipRecord]:
     scan = record.scan
     video = record.video
@@ -106,7 +115,8 @@ class PlanStage(Stage):
     def process_record(self, record: VideoRecord) -> VideoRecord:
         record.clips = plan_clips(record, self.config)
         record.video["num_scenes"] = len(record.scan.shots)
-        record.video["num_transitions"] = len(record.scan.transitions)
+        record.video["transitions"] = transition_rows(record.scan.transitions)
+        record.video["num_transitions"] = len(record.video["transitions"])
         record.video["num_clips"] = len(record.clips)
         return record
 

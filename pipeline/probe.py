@@ -183,7 +183,9 @@ class ProbeStage(Stage):
     def process_record(self, record: VideoRecord) -> VideoRecord:
         start = time.perf_counter()
         config: ProbeConfig = self.config
-        record.video.update(path=record.path, status="ok", error=None, num_scenes=0, num_transitions=0, num_clips=0, num_kept=0)
+        record.video.update(
+            path=record.path, status="ok", error=None, num_scenes=0, num_transitions=0, transitions=[], num_clips=0, num_kept=0
+        )
         try:
             record.video["size_bytes"] = file_size(record.path)
             result = probe_video(record.path, record.video["size_bytes"])

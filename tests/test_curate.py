@@ -47,6 +47,11 @@ def read_clips(out: Path):
     return pq.read_table(out / "manifest/clips.parquet").to_pylist()
 
 
+def video_transitions(out: Path) -> dict[str, list]:
+    """Each video's (by file name) ``transitions`` in ``videos.parquet``."""
+    return {Path(r["path"]).name: r["transitions"] for r in pq.read_table(out / "manifest/videos.parquet").to_pylist()}
+
+
 def shard_samples(out: Path) -> list[dict]:
     tars = sorted(str(p) for p in (out / "shards").glob("shard-*.tar"))
     return list(wds.WebDataset(tars, shardshuffle=False)) if tars else []
@@ -98,6 +103,47 @@ def test_every_kept_clip_lies_inside_one_true_shot(curated_output):
             assert not clip["kept"] and clip["reject_reason"] in ("too_dark", "too_short")
 
 
+def test_videos_list_their_transitions(curated_output):
+    """``videos.parquet``'s ``transitions``: list<struct<kind, start_frame, end_frame>> as read back by
+    pyarrow, ``num_transitions`` its length, each within 2 frames of the generated corpus's ground truth
+    (a cut: ``start_frame == end_frame``, the new shot's first frame), failed videos ``[]``, and no
+    kept clip overlapping a transition of its video."""
+    import pyarrow as pa
+
+    out, corpus, _ = curated_output
+    field = pq.read_schema(out / "manifest/videos.parquet").field("transitions")
+    entry = pa.struct([("kind", pa.string()), ("start_frame", pa.int64()), ("end_frame", pa.int64())])
+    assert field.type == pa.list_(entry), field.type
+    rows = pq.read_table(out / "manifest/videos.parquet").to_pylist()
+    videos = {Path(r["path"]).name: r for r in rows}
+    for row in rows:
+        assert row["transitions"] is not None and row["num_transitions"] == len(row["transitions"]), row["path"]
+        if row["status"] == "failed":
+            assert row["transitions"] == [], row["path"]
+    for video in load_ground_truth(corpus / "ground_truth.json"):
+        found = videos[Path(video.path).name]["transitions"]
+        assert [t["kind"] == "cut" for t in found] == [t.kind == "cut" for t in video.transitions], (video.path, found)
+        for got, truth in zip(found, video.transitions):
+            assert got["kind"] == truth.kind, (video.path, got, truth)
+            assert abs(got["start_frame"] - truth.start) <= 2 and abs(got["end_frame"] - truth.end) <= 2, (video.path, got, truth)
+            if truth.kind == "cut":
+                assert got["start_frame"] == got["end_frame"], got
+            else:
+                assert got["start_frame"] < got["end_frame"], got
+    checked = 0
+    for clip in read_clips(out):
+        if not clip["kept"]:
+            continue
+        s, e = clip["start_frame"], clip["end_frame"]
+        for t in videos[Path(clip["source"]).name]["transitions"]:
+            if t["start_frame"] == t["end_frame"]:
+                assert not s < t["start_frame"] < e, (clip["clip_id"], t)
+            else:
+                assert not (s < t["end_frame"] and t["start_frame"] < e), (clip["clip_id"], t)
+            checked += 1
+    assert checked
+
+
 def test_extraction_is_frame_accurate(curated_output):
     """Each extracted frame matches its own source frame better than its neighbours (no off-by-one)."""
     out, _, _ = curated_output
@@ -124,7 +170,7 @@ def test_clips_sent_in_parts_give_the_same_run(curated_output, tmp_path):
     def manifests(root: Path):
         videos = pq.read_table(root / "manifest/videos.parquet").to_pylist()
         return (
-            sorted((v["path"], v["status"], v["num_clips"], v["num_kept"]) for v in videos),
+            sorted((v["path"], v["status"], v["num_clips"], v["num_kept"], str(v["transitions"])) for v in videos),
             sorted((c["clip_id"], c["kept"], c["reject_reason"]) for c in read_clips(root)),
         )
 
@@ -217,6 +263,7 @@ def test_resume_after_sigkill_gives_the_same_clips(curated_output, tmp_path, par
     run_curate(str(corpus), "--output", str(resumed), *settings)
     clips = read_clips(resumed)
     assert {c["clip_id"]: c["kept"] for c in clips} == reference
+    assert video_transitions(resumed) == video_transitions(out)  # rows committed before the kill and after it
     assert len(clips) == len(reference)  # nothing duplicated
     keys = [s["__key__"] for s in shard_samples(resumed)]
     assert sorted(keys) == sorted(k for k, kept in reference.items() if kept)

@@ -201,3 +201,41 @@ def test_resuming_refuses_another_config_but_not_other_resources(tmp_path):
     other_output.extract.frame_cache_mb = 0
     with pytest.raises(ConfigError, match=r"extract\.max_short_side, filter\.min_motion changed.*--overwrite"):
         check_config_matches(tmp_path, other_output)
+
+
+def test_parts_of_an_older_vidforge_merge_with_null_transitions(tmp_path, caplog):
+    """A run interrupted by a vidforge older than ``videos.parquet``'s ``transitions`` column, resumed by
+    this one: its videos are not redone, their rows read the column as null (one warning says so);
+    the rows this run commits keep their lists."""
+    import logging
+
+    from pipeline.manifest import VIDEO_SCHEMA, VIDEOS_FILE, read_manifest
+
+    old_schema = pa.schema([f for f in VIDEO_SCHEMA if f.name != "transitions"])
+    old = OutputJournal(tmp_path, unit_schema=old_schema)
+    old.commit([_video("old.mp4") | {"num_transitions": 2}], [], None)
+    old.close()
+    assert "transitions" not in pq.read_schema(next(old.parts_dir.glob("part-*-units.parquet"))).names
+
+    resumed = OutputJournal(tmp_path)
+    assert resumed.done_paths == {"old.mp4"}
+    cut = {"kind": "cut", "start_frame": 40, "end_frame": 40}
+    fade = {"kind": "fade", "start_frame": 90, "end_frame": 110}
+    resumed.commit([_video("new.mp4") | {"num_transitions": 2, "transitions": [cut, fade]}], [], None)
+    with caplog.at_level(logging.WARNING, logger="pipeline.journal"):
+        videos, _ = resumed.finalize()
+    resumed.close()
+    assert videos.schema.field("transitions").type == VIDEO_SCHEMA.field("transitions").type
+    rows = {r["path"]: r for r in pq.read_table(tmp_path / VIDEOS_FILE).to_pylist()}
+    assert rows["old.mp4"]["transitions"] is None and rows["old.mp4"]["num_transitions"] == 2
+    assert rows["new.mp4"]["transitions"] == [cut, fade]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "1 row(s) of manifest/videos.parquet" in warnings[0] and "without transitions" in warnings[0]
+    assert "--overwrite" in warnings[0]
+
+    # a whole manifest written before the column reads the same way; one missing a contract column is refused
+    pq.write_table(pq.read_table(tmp_path / VIDEOS_FILE).drop_columns(["transitions"]), tmp_path / "old-videos.parquet")
+    assert read_manifest(tmp_path / "old-videos.parquet", VIDEO_SCHEMA).column("transitions").to_pylist() == [None, None]
+    pq.write_table(pq.read_table(tmp_path / VIDEOS_FILE).drop_columns(["num_transitions"]), tmp_path / "bad-videos.parquet")
+    with pytest.raises(ValueError, match=r"not a vidforge manifest, missing columns \['num_transitions'\]"):
+        read_manifest(tmp_path / "bad-videos.parquet", VIDEO_SCHEMA)

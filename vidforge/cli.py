@@ -12,6 +12,7 @@ import sys
 # name -> (module, function, one-line help)
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "curate": ("pipeline.cli", "main", "split raw videos into scenes, score, filter and write shards (Ray)"),
+    "scenes": ("pipeline.scenes", "main", "print the scenes (shots) and transitions of videos as CSV or JSON, as the curate scan finds them"),
     "caption": ("pipeline.recaption", "main", "recaption an existing shard set (dense captions, CLIP quality stages)"),
     "demo": ("vidforge.demo", "main", "build a small sample corpus and run the whole system on it"),
     "edit": ("model.editing.cli", "main", "edit a video with a text prompt, training-free (FlowDirector)"),
