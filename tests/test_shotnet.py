@@ -190,13 +190,18 @@ def test_product_code_leaves_global_state_alone():
 
 
 class PositionNet(torch.nn.Module):
-    """Stand-in: single logit = the frame's first pixel / 50, many-hot logit = the frame's index in its window."""
+    """Stand-in: single logit = the frame's first pixel / 50, many-hot logit = the frame's index in its window / 20
+    - 2.5 (both kept small: sigmoid rounds every logit above ~17 to 1.0 in float32)."""
 
     device = torch.device("cpu")
 
     def forward(self, frames):
         b, t = frames.shape[:2]
-        return frames[:, :, 0, 0, 0].float() / 50, torch.arange(t, dtype=torch.float32).expand(b, t)
+        return frames[:, :, 0, 0, 0].float() / 50, _position_logit(torch.arange(t)).expand(b, t)
+
+
+def _position_logit(index: torch.Tensor) -> torch.Tensor:
+    return index.float() / 20 - 2.5
 
 
 def _numbered(n: int) -> np.ndarray:
@@ -226,10 +231,10 @@ def test_windowing_matches_reference_loop(n):
     want_single, want_many = _reference_windowing(frames, fake)
     for batch_windows in (1, 3, 8):
         single, many = predict_frames(fake, frames, batch_windows=batch_windows)
-        np.testing.assert_array_equal(single, want_single)
-        np.testing.assert_array_equal(many, want_many)
+        np.testing.assert_allclose(single, want_single, atol=1e-6)  # sigmoid over other shapes: ulps apart
+        np.testing.assert_allclose(many, want_many, atol=1e-6)
     # the many-hot stand-in tells each frame's position in its window: always the middle 50
-    assert (many == torch.sigmoid(torch.tensor(CONTEXT + np.arange(n) % STRIDE, dtype=torch.float32)).numpy()).all()
+    np.testing.assert_allclose(many, torch.sigmoid(_position_logit(CONTEXT + torch.arange(n) % STRIDE)), atol=1e-6)
 
 
 @pytest.mark.parametrize("batch_windows", [1, 2, 5])
@@ -239,13 +244,13 @@ def test_stream_any_pushes_bounded_memory(batch_windows, monkeypatch):
     want = predict_frames(fake, frames)
     stream = TransNetV2Stream(fake, batch_windows=batch_windows)
     runs = []
-    original = shotnet._run_windows
+    original = shotnet.run_windows
 
     def counting(net, windows):
         runs.append(len(windows))
         return original(net, windows)
 
-    monkeypatch.setattr(shotnet, "_run_windows", counting)
+    monkeypatch.setattr(shotnet, "run_windows", counting)
     _push_unevenly(stream, frames, sizes=[int(s) for s in rng.integers(0, 120, 60)])
     got = stream.finish()
     np.testing.assert_array_equal(got[0], want[0])
@@ -254,6 +259,26 @@ def test_stream_any_pushes_bounded_memory(batch_windows, monkeypatch):
     assert all(r == batch_windows for r in runs[:-1]) and runs[-1] <= batch_windows  # runs as soon as a batch is ready
     with pytest.raises(RuntimeError):
         stream.push(frames[:1])
+
+
+def test_stream_selected_windows_only():
+    """``every_window=False``: only windows keeping a wanted frame run; others are dropped once ``lag`` old."""
+    frames, fake = _numbered(437), PositionNet()
+    want = predict_frames(fake, frames)
+    stream = TransNetV2Stream(fake, batch_windows=2, every_window=False, lag=30)
+    for start in range(0, 437, 20):
+        stream.push(frames[start:start + 20])
+        if start == 160:
+            stream.want(170, 181)  # window 3 (frames 150..199)
+            stream.want(-5, 2)  # window 0, too late: dropped already
+        assert stream.buffered_frames <= WINDOW * (2 + 30 // STRIDE + 1)
+    stream.want(420, 500)  # window 8, the last, before finish
+    single, many = stream.finish()
+    scored = np.zeros(437, bool)
+    scored[150:200] = scored[400:] = True
+    np.testing.assert_allclose(single[scored], want[0][scored], atol=1e-6)
+    np.testing.assert_allclose(many[scored], want[1][scored], atol=1e-6)
+    assert np.isnan(single[~scored]).all() and np.isnan(many[~scored]).all() and stream.windows_run == 2
 
 
 def test_stream_one_huge_push_is_cut_into_batches():
