@@ -116,7 +116,9 @@ class DilatedBlock(nn.Module):
         self.filters = filters
         self.dilations = dilations
         self.spatial = nn.Conv2d(in_channels, 2 * filters * len(dilations), 3, padding=1, bias=False)
-        self.temporal = nn.Parameter(torch.zeros(len(dilations), filters, 2 * filters, 3))  # branch, out, in, tap
+        self.temporal = nn.Parameter(torch.empty(len(dilations), filters, 2 * filters, 3))  # branch, out, in, tap
+        bound = (2 * filters * 3) ** -0.5  # nn.Conv's default: uniform within 1 / sqrt(fan_in)
+        nn.init.uniform_(self.temporal, -bound, bound)
         self.norm = nn.BatchNorm1d(filters * len(dilations), eps=1e-3)  # only its statistics and affine are used
         self.activation = activation
 

@@ -98,12 +98,14 @@ def main() -> None:
         for _ in range(args.repeats):  # interleaved, so load changes on a shared machine hit all alike
             for name, fn in runs.items():
                 times[name].append(timed(fn))
-        base = statistics.median(times["reference"])
-        print(f"\ntorch threads = {threads} (median of {args.repeats})")
+        print(f"\ntorch threads = {threads}: median of {args.repeats} runs [best run] (the best is the steadier "
+              "figure on a shared machine)")
+        base = {stat: stat(times["reference"]) for stat in (statistics.median, min)}
         for name, ts in times.items():
-            t = statistics.median(ts)
-            print(f"  {name:28s} {n / t:7.1f} frames/s  {1000 * t / windows:7.1f} ms/window  "
-                  f"ours/reference time {t / base:5.2f}  (runs: {', '.join(f'{x:.2f}' for x in ts)} s)")
+            med, best = statistics.median(ts), min(ts)
+            print(f"  {name:28s} {n / med:6.1f} [{n / best:6.1f}] frames/s  {1000 * med / windows:6.0f} "
+                  f"[{1000 * best / windows:6.0f}] ms/window  ours/reference time {med / base[statistics.median]:4.2f} "
+                  f"[{best / base[min]:4.2f}]")
 
 
 if __name__ == "__main__":
