@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipeline.manifest import CLIP_SCHEMA, CLIPS_FILE, VIDEO_SCHEMA, VIDEOS_FILE
+from pipeline.manifest import CLIP_SCHEMA, CLIPS_FILE, VIDEO_SCHEMA, VIDEOS_FILE, missing_columns
 
 from . import metrics
 from .config import ReportConfig
@@ -74,7 +74,7 @@ def open_folder(path: str | Path) -> Folder:
             names = pq.ParquetFile(manifest).schema_arrow.names
         except Exception as exc:  # noqa: BLE001 - any unreadable file is the same usage error
             raise FolderError(f"{manifest}: not a readable Parquet file: {exc}") from None
-        missing = [n for n in schema.names if n not in names]
+        missing, _ = missing_columns(names, schema)  # columns added since (transitions) may be absent
         if missing:
             raise FolderError(f"{manifest}: not a vidforge manifest, missing columns {missing}")
     return folder
