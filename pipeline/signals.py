@@ -10,7 +10,9 @@ keeps per frame:
   (median) motion, in frame lengths (long side) per second; the motion-compensated difference
   (the frame warped back along the flow against its predecessor), whose spikes are cuts that
   PySceneDetect misses next to fast camera motion (:func:`compensated_cuts`);
-- candidate dissolves and fades (:class:`pipeline.transitions.BlendSpanDetector`).
+- candidate dissolves and fades (:class:`pipeline.transitions.BlendSpanDetector`);
+- TransNetV2's probabilities, on every frame or where the signals above are unsure
+  (:class:`pipeline.shotnet.TransNetV2Stream`, ``scan.learned``; fused in :mod:`pipeline.fusion`).
 
 Why batches: the decoder evicts the analysis code's working set from the CPU caches at every
 frame; running the analysis over a batch of frames keeps it warm (about a third less analysis
@@ -124,6 +126,59 @@ def compensated_cuts(
     return sorted(cuts)
 
 
+class TransientScores:
+    """Per frame ``k``: how far the picture before it comes back, ``min_j d(f[k-1], f[k+j]) / d(f[k-1], f[k])``
+    over ``j = 1..frames`` (``d``: mean absolute difference of the tiny grey frames). A cut leaves the old
+    picture for good (about 1 or more); a flash of up to ``frames`` frames returns to it (near 0)."""
+
+    def __init__(self, frames: int):
+        self.frames = frames
+        self._ring: np.ndarray | None = None  # the last frames + 2 tiny frames
+        self._count = 0
+        self._ratio: list[float] = []
+
+    def push(self, tiny: np.ndarray) -> None:
+        """The next tiny grey frames ``(n, pixels)`` float32."""
+        span = self.frames + 2
+        for frame in tiny:
+            if self._ring is None:
+                self._ring = np.zeros((span, frame.size), np.float32)
+            self._ring[self._count % span] = frame
+            self._count += 1
+            k = self._count - 1 - self.frames  # every frame after k up to k + frames is here
+            if k >= 1:
+                self._ratio.append(self._score(k, self._count))
+            elif k == 0:
+                self._ratio.append(np.inf)
+
+    def _score(self, k: int, count: int) -> float:
+        span = self.frames + 2
+        before = self._ring[(k - 1) % span]
+        jump = float(np.abs(self._ring[k % span] - before).mean())
+        back = min(float(np.abs(self._ring[j % span] - before).mean()) for j in range(k + 1, min(count, k + 1 + self.frames)))
+        return back / max(jump, 1e-6)
+
+    def finish(self) -> np.ndarray:
+        """The ratio per frame (inf for the first frame and where nothing follows)."""
+        while len(self._ratio) < self._count:
+            k = len(self._ratio)
+            self._ratio.append(self._score(k, self._count) if 1 <= k < self._count - 1 else np.inf)
+        return np.asarray(self._ratio, np.float64)
+
+
+def _learned_stream(config: ScanConfig):
+    """TransNetV2 for ``config.learned`` (None when off); the network is loaded once per process."""
+    mode = config.learned_mode()
+    if mode == "off":
+        return None
+    from pipeline.fusion import cached_transnetv2
+    from pipeline.shotnet import TransNetV2Stream
+
+    net = cached_transnetv2(config.learned_weights, config.learned_device)
+    lag = BATCH_FRAMES + config.blend_max_frames + 8  # blend candidates are found up to this late
+    return TransNetV2Stream(net, config.learned_batch_windows, every_window=mode == "all", lag=lag)
+
+
 class FrameSignals:
     """Per-frame signals of one video. Call :meth:`add` with consecutive batches of analysis
     frames and their times, then :meth:`finish`; read the lists and :attr:`cuts`."""
@@ -142,12 +197,16 @@ class FrameSignals:
             BlendSpanDetector(
                 config.blend_min_frames, config.blend_max_frames, config.blend_min_change,
                 config.blend_max_residual, config.blend_max_sharpness_dip, black_luma=config.black_luma,
+                switch_max_residual=config.wipe_max_residual, frame_shape=(blend_size[1], blend_size[0]),
             )
             if config.gradual
             else None
         )
         self._flow = _Flow(config.flow_method)
         self._config = config
+        self.learned = _learned_stream(config)
+        self._transients = TransientScores(config.transient_frames) if config.transient_frames > 0 else None
+        self._marked_blends: set[tuple[int, int]] = set()
         # the compensated cuts' detector: its score, its bar for a near miss (see :meth:`finish`)
         self._primary = "adaptive" if "adaptive" in self.detectors else "content"
         self._near_miss = config.adaptive_min_content if self._primary == "adaptive" else 0.5 * config.content_threshold
@@ -192,6 +251,8 @@ class FrameSignals:
             for name, detector in self.detectors.items():
                 for cut in detector.process_frame(timecode, bgr):
                     self.cuts.add(int(cut.frame_num))
+                    if self.learned is not None:
+                        self.learned.want(int(cut.frame_num) - 3, int(cut.frame_num) + 2)
                 score = getattr(detector, "_frame_score", None)
                 self.scores[name].append(float(score) if score is not None else float("nan"))
             self._last_timecode = timecode
@@ -231,14 +292,40 @@ class FrameSignals:
             self._prev_flow_gray = flow_gray
             self._prev_time = times[i]
 
-            if self.blend is not None:
-                blend_frames[i] = cv2.resize(flow_gray, self._blend_size, interpolation=cv2.INTER_AREA).reshape(-1)
+            blend_frames[i] = cv2.resize(flow_gray, self._blend_size, interpolation=cv2.INTER_AREA).reshape(-1)
         if self.blend is not None:
             self.blend.push_batch(blend_frames, np.asarray(self.sharpness[-n:], np.float64))
+        if self.learned is not None:
+            self._mark_unsure(n)
+            from pipeline.shotnet import frames_for_transnet
+
+            self.learned.push(frames_for_transnet(frames))
         # median over the grid: robust to moving objects (frames without flow: 0 x 0)
         medians = column_medians(samples, axis=1) if samples is not None else np.zeros((n, 2), np.float32)
         self._global_motion.append(medians * per_s[:, None])
+        if self._transients is not None:
+            self._transients.push(blend_frames)
         self.count += n
+
+    def _mark_unsure(self, n: int) -> None:
+        """Ask TransNetV2 about the last ``n`` frames where the cheap signals are unsure: a jump of the cut
+        detector's score (at least ``learned_unsure_score`` and twice its two predecessors' mean), and every
+        blend candidate found so far. Cuts are asked for as the detectors report them."""
+        scores = np.nan_to_num(np.asarray(self.scores[self._primary][-(n + 2) :], np.float64)) if self.detectors else None
+        if scores is not None and len(scores) > 2:
+            before = 0.5 * (scores[:-2] + scores[1:-1])
+            jumps = np.flatnonzero((scores[2:] >= self._config.learned_unsure_score) & (scores[2:] >= 2.0 * before))
+            first = self.count + n - (len(scores) - 2)
+            for j in jumps.tolist():
+                self.learned.want(first + j - 3, first + j + 2)
+        for span in self.blend.candidates if self.blend is not None else []:
+            if (span.start, span.end) not in self._marked_blends:
+                self._marked_blends.add((span.start, span.end))
+                self.learned.want(span.start - 2, span.end + 2)
+
+    def learned_probabilities(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """TransNetV2's ``(single, many_hot)`` per frame (NaN where it did not run); None when off."""
+        return self.learned.finish() if self.learned is not None else None
 
     def finish(self) -> None:
         """Flush the detectors (cuts they hold back until the end of the video), then add the
@@ -267,6 +354,14 @@ class FrameSignals:
                     min_gap=config.min_shot_frames,
                 )
             )
+
+    def transient(self, cuts: list[int]) -> set[int]:
+        """The ``cuts`` whose old picture comes back within ``transient_frames`` (a flash, a flicker, something
+        passing the lens): :class:`TransientScores` below ``transient_ratio``."""
+        if self._transients is None:
+            return set()
+        ratio = self._transients.finish()
+        return {k for k in cuts if 0 < k < len(ratio) and ratio[k] < self._config.transient_ratio}
 
     @property
     def global_motion(self) -> np.ndarray:

@@ -51,6 +51,7 @@ class BlendSpan:
     score: float
     change: float  # mean |N - P| on the blend frames (0..255)
     residual: float  # mean residual of the blend fit divided by ``change``
+    kind: str = "blend"  # "blend" (alpha: dissolve, fade) or "switch" (each pixel turns from P to N: wipe, dither)
 
 
 _MAX_BATCH = 64
@@ -78,6 +79,9 @@ class BlendSpanDetector:
         max_dip_mismatch: float = 1.5,
         black_luma: float = 12.0,
         fits_per_frame: int = 3,
+        switch_max_residual: float | None = 0.25,
+        frame_shape: tuple[int, int] | None = None,
+        max_edge_blur: float = 0.12,
     ):
         if not 1 <= min_frames <= max_frames:
             raise ValueError(f"expected 1 <= min_frames <= max_frames, got {min_frames}, {max_frames}")
@@ -92,6 +96,9 @@ class BlendSpanDetector:
         self.max_dip_mismatch = max_dip_mismatch
         self.black_luma = black_luma
         self.fits_per_frame = fits_per_frame
+        self.switch_max_residual = switch_max_residual if frame_shape is not None else None
+        self.frame_shape = frame_shape  # (height, width) of the small frames: wipes need it
+        self.max_edge_blur = max_edge_blur
         # ring buffers: frame j lives in slot j % size (no per-frame list stacking)
         self._size = size = max_frames + 2 + _MAX_BATCH
         self._ring: np.ndarray | None = None  # (size, pixels) float32, allocated on the first push
@@ -155,6 +162,7 @@ class BlendSpanDetector:
             ok = (change >= self.min_change) & (resid <= 1.5 * self.max_residual) & (a > 0.15) & (a < 0.85)
             pre_score = np.where(ok, change * (1.0 - resid), -np.inf)
             bounds = np.searchsorted(rows, np.arange(n + 1))
+        switch_rows = self._switch_pretest(ring, valid, starts, lengths, end_slots, size)
         for i in range(n):
             e = int(ends[i])
             # spans found from now on start after frame e - max_frames: pending candidates that
@@ -162,6 +170,8 @@ class BlendSpanDetector:
             if self.candidates and max(c.end for c in self.candidates) <= e - self.max_frames:
                 self._chosen.extend(_non_overlapping(self.candidates))
                 self.candidates = []
+            for length in switch_rows.get(i, ()):
+                self._fit_switch(e - length, e)
             if not rows.size:
                 continue
             lo, hi = bounds[i], bounds[i + 1]
@@ -230,6 +240,93 @@ class BlendSpanDetector:
         self.candidates.append(BlendSpan(start, end, score, change, mean_resid))
         self.num_candidates += 1
 
+    def _switch_pretest(self, ring, valid, starts, lengths, end_slots, size) -> dict[int, list[int]]:
+        """Per frame of the chunk, the span lengths (best first, at most ``fits_per_frame``) whose middle frame is
+        part ``P``, part ``N`` pixel by pixel (a wipe's two sides, a dither dissolve's mix): few pixels far
+        from both, between a quarter and three quarters of the changed pixels already ``N``."""
+        if self.switch_max_residual is None:
+            return {}
+        rows, cols = np.nonzero(valid)
+        prev = ring[(starts[rows, cols] - 1) % size, ::3]  # every third pixel: a pre-test, a third of the work
+        nxt = ring[end_slots[rows], ::3]
+        step = np.abs(nxt - prev)
+        change = step.mean(axis=1)
+        big = change >= self.min_change  # most spans inside a shot stop here
+        rows, cols, prev, nxt, step, change = rows[big], cols[big], prev[big], nxt[big], step[big], change[big]
+        if not rows.size:
+            return {}
+        mid = ring[(starts[rows, cols] + (lengths[cols] - 1) // 2) % size, ::3]
+        d_prev, d_next = np.abs(mid - prev), np.abs(mid - nxt)
+        resid = np.minimum(d_prev, d_next).mean(axis=1) / np.maximum(change, 1e-6)
+        changed = step > 0.5 * change[:, None]
+        q = ((d_next < d_prev) & changed).sum(axis=1) / np.maximum(changed.sum(axis=1), 1)
+        ok = (resid <= self.switch_max_residual) & (q > 0.25) & (q < 0.75)
+        found: dict[int, list[int]] = {}
+        for r in np.argsort(resid):
+            if ok[r] and len(found.setdefault(int(rows[r]), [])) < self.fits_per_frame:
+                found[int(rows[r])].append(int(lengths[cols[r]]))
+        return found
+
+    def _fit_switch(self, s: int, e: int) -> None:
+        """Fit ``[s, e)`` as a switch from ``f[s-1]`` to ``f[e]``: every frame's pixels are either ``P``'s or
+        ``N``'s, and the share of ``N`` pixels rises steadily (a wipe, a dither dissolve); keep it if it fits."""
+        size = self._size
+        prev, nxt = self._ring[(s - 1) % size], self._ring[e % size]
+        inner = self._ring[np.arange(s, e) % size]
+        step = np.abs(nxt - prev)
+        change = float(step.mean())
+        changed = step > 0.5 * change
+        d_prev, d_next = np.abs(inner - prev), np.abs(inner - nxt)
+        resid = np.minimum(d_prev, d_next).mean(axis=1) / max(change, 1e-6)
+        q = ((d_next < d_prev) & changed).sum(axis=1) / max(int(changed.sum()), 1)
+        lo, hi = 0, len(q)
+        while lo < hi and q[lo] < self.trim:
+            lo += 1
+        while hi > lo and q[hi - 1] > 1.0 - self.trim:
+            hi -= 1
+        if hi - lo < max(2, self.min_frames // 2):
+            return
+        q_in, r_in = q[lo:hi], resid[lo:hi]
+        if float(r_in.mean()) > self.switch_max_residual or _ramp_correlation(q_in) < self.min_ramp_correlation:
+            return
+        rises = np.diff(q_in)
+        if rises.min() < -0.05 or (len(rises) > 1 and rises.max() > max(self.max_ramp_jump, 3.0 * float(np.median(np.abs(rises))))):
+            return
+        if q_in[0] > 0.5 or q_in[-1] < 0.5:
+            return
+        if not self._straight_edge(((d_next < d_prev) & changed)[lo:hi], changed):
+            return
+        mean_resid = float(r_in.mean())
+        start, end = self._refine(q, s + lo, s + hi, s)
+        if end - start < 0.5 * (hi - lo):
+            return
+        score = change * (1.0 - mean_resid / self.switch_max_residual * 0.5)
+        self.candidates.append(BlendSpan(start, end, score, change, mean_resid, "switch"))
+        self.num_candidates += 1
+
+    def _straight_edge(self, turned: np.ndarray, changed: np.ndarray) -> bool:
+        """A wipe: in every frame the turned pixels (``(k, pixels)`` bool) lie on one side of an edge across
+        the frame, on the same side and axis throughout: along that axis the turned share of the changed
+        pixels of each column (or row) is a step, near 0 or 1 (``max_edge_blur``: mean distance from the
+        nearer) and monotone, rising the same way in every frame. A pan, a zoom, a moving subject turn
+        pixels here and there."""
+        h, w = self.frame_shape
+        turned = turned.reshape(len(turned), h, w)
+        changed = changed.reshape(h, w)
+        for axis in (1, 2):  # 1: along the rows (a vertical wipe), 2: along the columns (a horizontal one)
+            count = changed.sum(axis=axis - 1)
+            used = count >= 2
+            if used.sum() < 4:
+                continue
+            share = (turned.sum(axis=axis) / np.maximum(count, 1)[None, :])[:, used]
+            if float(np.minimum(share, 1 - share).mean()) > self.max_edge_blur:
+                continue
+            steps = np.diff(share, axis=1)
+            way = np.sign(steps.sum())
+            if way and float(np.clip(-way * steps, 0, None).sum(axis=1).max()) <= 2 * self.max_edge_blur:
+                return True
+        return False
+
     def _scaled_copies(self, prev: np.ndarray, nxt: np.ndarray, inner: np.ndarray) -> bool:
         """A fade dims the whole picture: contrast relative to brightness (std / mean) stays put.
         A camera moving onto a black area darkens only part of the frame, which raises it."""
@@ -295,31 +392,35 @@ def resolve_transitions(
     black_luma: float = 12.0,
     max_gap: int = 3,
     cut_tolerance: int = 2,
+    learned_spans: list[tuple[int, int]] = (),
 ) -> tuple[list[Transition], list[tuple[int, int]]]:
     """Combine hard cuts, blend spans and runs of black frames (``[start, end)``, from PySceneDetect's
     ``ThresholdDetector``: see :class:`pipeline.signals.FrameSignals`) into transitions and the
     shots between them.
 
-    Blend spans and black runs at most ``max_gap`` frames apart are joined (no shot is that short);
-    a joined span that holds or touches a frame of mean luma below ``black_luma`` is a ``fade``,
-    else a ``dissolve``. Cuts inside or within ``cut_tolerance`` frames of a gradual span are dropped.
+    Blend spans, black runs and ``learned_spans`` (TransNetV2's, :mod:`pipeline.fusion`) at most ``max_gap``
+    frames apart are joined (no shot is that short); a joined span that holds or touches a frame of mean
+    luma below ``black_luma`` is a ``fade``, else a ``dissolve`` if a blend fit is part of it, else
+    ``gradual`` (a wipe, a pixel dissolve: TransNetV2 found it, the blend fit did not). Cuts inside or within ``cut_tolerance`` frames of a gradual span are dropped.
     """
-    spans = [[b.start, b.end] for b in blends]
-    spans += [[s, e] for s, e in black_runs]
+    spans = [[b.start, b.end, "wipe" if b.kind == "switch" else "dissolve"] for b in blends]
+    spans += [[s, e, "dissolve"] for s, e in black_runs]
+    spans += [[s, e, "gradual"] for s, e in learned_spans]
     spans.sort()
-    merged: list[list[int]] = []
-    for s, e in spans:
+    merged: list[list] = []
+    for s, e, kind in spans:
         if merged and s <= merged[-1][1] + max_gap:
             merged[-1][1] = max(merged[-1][1], e)  # e.g. fade-out, black frames, fade-in
+            merged[-1][2] = merged[-1][2] if merged[-1][2] != "gradual" else kind  # a fitted kind wins
         else:
-            merged.append([s, e])
+            merged.append([s, e, kind])
     gradual: list[Transition] = []
-    for s, e in merged:
+    for s, e, fitted_kind in merged:
         s, e = max(0, s), min(num_frames, e)
         if e <= s:
             continue
         lo, hi = max(0, s - 1), min(num_frames, e + 1)
-        kind = "fade" if float(luma[lo:hi].min()) < black_luma else "dissolve"
+        kind = "fade" if float(luma[lo:hi].min()) < black_luma else fitted_kind
         gradual.append(Transition(s, e, kind))
     hard = []
     for c in sorted(set(int(c) for c in cuts)):
