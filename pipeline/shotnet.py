@@ -487,7 +487,8 @@ def predict_frames(net: TransNetV2Net, frames: np.ndarray, batch_windows: int = 
     The reference's windowing (``TransNetV2.predict_frames``): 25 copies of the first frame in front, the last
     frame repeated to a multiple of 50 plus 25, 100-frame windows every 50 frames keeping their middle 50;
     ``batch_windows`` windows per forward pass. Batching pays on a GPU; on a CPU the network is compute-bound
-    and one window per pass was ~20% faster than 8 (2-core machine: the larger activations cost memory traffic).
+    and one window per pass took ~18% less time than 8 (2-core machine, 1 or 2 threads: the larger activations
+    cost memory traffic), so pass ``batch_windows=1`` there.
     """
     stream = TransNetV2Stream(net, batch_windows)
     stream.push(frames)
