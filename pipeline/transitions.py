@@ -205,25 +205,12 @@ class BlendSpanDetector:
         change = float(np.abs(diff).mean())
         a = ((inner - prev) @ diff) / max(float(diff @ diff), 1e-6)
         resid = np.abs(inner - prev[None, :] - a[:, None] * diff[None, :]).mean(axis=1) / max(change, 1e-6)
-        # trim frames that are one of the endpoints (a still shot before/after the blend)
-        lo, hi = 0, len(a)
-        while lo < hi and a[lo] < self.trim:
-            lo += 1
-        while hi > lo and a[hi - 1] > 1.0 - self.trim:
-            hi -= 1
-        if hi - lo < max(2, self.min_frames // 2):
+        inner_span = self._off_the_ends(a)
+        if inner_span is None:
             return
+        lo, hi = inner_span
         a_in, r_in = a[lo:hi], resid[lo:hi]
-        if float(r_in.mean()) > self.max_residual:
-            return
-        if _ramp_correlation(a_in) < self.min_ramp_correlation:
-            return
-        # a dissolve rises step by step; a hard cut inside a moving shot fits a "blend" whose a jumps
-        # (0.13 -> 0.75 in one frame) between two flat runs, which passes the correlation test
-        rises = np.diff(a_in)
-        if len(rises) > 1 and rises.max() > max(self.max_ramp_jump, 3.0 * float(np.median(np.abs(rises)))):
-            return
-        if a_in[0] > 0.5 or a_in[-1] < 0.5:
+        if float(r_in.mean()) > self.max_residual or not self._steady_ramp(a_in):
             return
         if to_black and not self._scaled_copies(prev, nxt, inner[lo:hi]):
             return
@@ -239,6 +226,27 @@ class BlendSpanDetector:
             return
         self.candidates.append(BlendSpan(start, end, score, change, mean_resid))
         self.num_candidates += 1
+
+    def _off_the_ends(self, ramp: np.ndarray) -> tuple[int, int] | None:
+        """``[lo, hi)``: the span's frames left when those equal to an endpoint (``ramp`` within ``trim`` of 0
+        or 1: a still shot before or after the transition) are trimmed off; None when too few are left."""
+        lo, hi = 0, len(ramp)
+        while lo < hi and ramp[lo] < self.trim:
+            lo += 1
+        while hi > lo and ramp[hi - 1] > 1.0 - self.trim:
+            hi -= 1
+        return (lo, hi) if hi - lo >= max(2, self.min_frames // 2) else None
+
+    def _steady_ramp(self, ramp: np.ndarray) -> bool:
+        """``ramp`` (how far each frame is from ``P`` to ``N``) rises steadily through one half. A hard cut
+        inside a moving shot fits a "ramp" that jumps (0.13 -> 0.75 in one frame) between two flat runs,
+        which passes the correlation test."""
+        if _ramp_correlation(ramp) < self.min_ramp_correlation:
+            return False
+        rises = np.diff(ramp)
+        if len(rises) > 1 and rises.max() > max(self.max_ramp_jump, 3.0 * float(np.median(np.abs(rises)))):
+            return False
+        return ramp[0] <= 0.5 <= ramp[-1]
 
     def _switch_pretest(self, ring, valid, starts, lengths, end_slots, size) -> dict[int, list[int]]:
         """Per frame of the chunk, the span lengths (best first, at most ``fits_per_frame``) whose middle frame is
@@ -279,21 +287,13 @@ class BlendSpanDetector:
         d_prev, d_next = np.abs(inner - prev), np.abs(inner - nxt)
         resid = np.minimum(d_prev, d_next).mean(axis=1) / max(change, 1e-6)
         q = ((d_next < d_prev) & changed).sum(axis=1) / max(int(changed.sum()), 1)
-        lo, hi = 0, len(q)
-        while lo < hi and q[lo] < self.trim:
-            lo += 1
-        while hi > lo and q[hi - 1] > 1.0 - self.trim:
-            hi -= 1
-        if hi - lo < max(2, self.min_frames // 2):
+        inner_span = self._off_the_ends(q)
+        if inner_span is None:
             return
+        lo, hi = inner_span
         q_in, r_in = q[lo:hi], resid[lo:hi]
-        if float(r_in.mean()) > self.switch_max_residual or _ramp_correlation(q_in) < self.min_ramp_correlation:
-            return
-        rises = np.diff(q_in)
-        if rises.min() < -0.05 or (len(rises) > 1 and rises.max() > max(self.max_ramp_jump, 3.0 * float(np.median(np.abs(rises))))):
-            return
-        if q_in[0] > 0.5 or q_in[-1] < 0.5:
-            return
+        if float(r_in.mean()) > self.switch_max_residual or not self._steady_ramp(q_in) or np.diff(q_in).min() < -0.05:
+            return  # a wipe's edge never steps back
         if not self._straight_edge(((d_next < d_prev) & changed)[lo:hi], changed):
             return
         mean_resid = float(r_in.mean())

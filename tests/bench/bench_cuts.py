@@ -2,8 +2,9 @@
 
 Per set (:mod:`evalsets`: ``real`` footage labelled by eye, the ``hard`` synthetic corpus, the
 ``easy`` original one), one table: transitions found (TP), false alarms (FP, and how many of them
-sit on a flash, whip pan or fast motion of the hard corpus), misses (FN), precision, recall, F1
-and seconds, for
+sit on a flash, whip pan or fast motion of the hard corpus), misses (FN), precision, recall, F1,
+seconds and, for vidforge, how many of the clips the plan cuts from its shots (default margins and
+lengths) hold a frame of a labelled transition ("clips over": that many of all), for
 
 - ``vidforge off``: the scan's cheap detectors alone (``scan.learned: off``);
 - ``vidforge unsure``: TransNetV2 on the windows the cheap signals are unsure of (``learned: unsure``);
@@ -36,14 +37,23 @@ import av  # noqa: E402
 import numpy as np  # noqa: E402
 from evalsets import EvalVideo, Score, load_labels, match, synthetic_set  # noqa: E402
 
+from pipeline.plan import PlanConfig, split_scene  # noqa: E402
 from pipeline.scan import ScanConfig, scan_video  # noqa: E402
 
 METHODS = ("vidforge off", "vidforge unsure", "vidforge all", "adaptive", "content", "transnetv2 reference")
 
 
 def scan_method(mode: str):
-    config = ScanConfig(learned=mode)
-    return lambda path: [(t.start, t.end) for t in scan_video(path, config).transitions]
+    """The scan's transitions, and the clips the plan cuts from its shots (default margins and lengths)."""
+    config, plan = ScanConfig(learned=mode), PlanConfig()
+
+    def detect(path: str) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+        result = scan_video(path, config)
+        clips = [w for s, e in result.shots for w in split_scene(s, e, result.fps, plan)
+                 if (w[1] - w[0]) / result.fps >= plan.min_duration_s - 1e-6]
+        return [(t.start, t.end) for t in result.transitions], clips
+
+    return detect
 
 
 def scenedetect_method(name: str):
@@ -90,11 +100,23 @@ def on_event(span: tuple[int, int], video: EvalVideo, tol: int = 2) -> bool:
     return any(s - tol <= ev.end and ev.start <= max(e, s) + tol for ev in video.events)
 
 
-def evaluate(name: str, detect, videos: list[EvalVideo], verbose: bool) -> tuple[Score, int, float]:
-    total, on_events = Score(), 0
+def overlapping(clips: list[tuple[int, int]], labels) -> int:
+    """Clips ``[s, e)`` holding a frame of a labelled transition (a cut at ``k``: ``s < k < e``)."""
+    def hits(s: int, e: int, t) -> bool:
+        return s < t.start < e if t.start == t.end else s < t.end and t.start < e
+
+    return sum(any(hits(s, e, t) for t in labels if not t.doubtful) for s, e in clips)
+
+
+def evaluate(name: str, detect, videos: list[EvalVideo], verbose: bool) -> tuple[Score, int, float, str]:
+    """Pooled score, false alarms on events, seconds, and for vidforge the clips that overlap a transition."""
+    total, on_events, clips, bad = Score(), 0, 0, 0
     t0 = time.perf_counter()
     for video in videos:
         detected = detect(video.path)
+        if isinstance(detected, tuple):  # vidforge: also the planned clips
+            detected, planned = detected
+            clips, bad = clips + len(planned), bad + overlapping(planned, video.labels)
         score, false_alarms, missed = match(detected, video.labels)
         total.add(score)
         on_events += sum(on_event(detected[i], video) for i in false_alarms)
@@ -102,7 +124,7 @@ def evaluate(name: str, detect, videos: list[EvalVideo], verbose: bool) -> tuple
             fa = [detected[i] for i in false_alarms]
             miss = [(video.labels[j].start, video.labels[j].end, video.labels[j].kind) for j in missed]
             print(f"    {name} {video.name}: false alarms {fa}; missed {miss}")
-    return total, on_events, time.perf_counter() - t0
+    return total, on_events, time.perf_counter() - t0, f"{bad}/{clips}" if clips else "-"
 
 
 def decode_floor(paths: list[str], threads: int = 0) -> float:
@@ -177,11 +199,11 @@ def main() -> None:
         print(f"\n== {set_name}: {len(videos)} videos, {frames} frames, transitions {kinds}, events {events}; "
               f"decode floor {floor:.2f} s")
         print(f"{'method':24s} {'TP':>4s} {'FP':>4s} {'on ev':>5s} {'FN':>4s} {'prec':>6s} {'recall':>6s} {'F1':>6s} "
-              f"{'seconds':>8s} {'/floor':>7s}")
+              f"{'seconds':>8s} {'/floor':>7s} {'clips over':>9s}")
         for name, detect in detectors.items():
-            score, on_events, seconds = evaluate(name, detect, videos, args.verbose)
+            score, on_events, seconds, over = evaluate(name, detect, videos, args.verbose)
             print(f"{name:24s} {score.tp:4d} {score.fp:4d} {on_events:5d} {score.fn:4d} {score.precision:6.3f} "
-                  f"{score.recall:6.3f} {score.f1:6.3f} {seconds:8.1f} {seconds / floor:7.2f}x", flush=True)
+                  f"{score.recall:6.3f} {score.f1:6.3f} {seconds:8.1f} {seconds / floor:7.2f}x {over:>9s}", flush=True)
             summary.append((set_name, name, score.f1))
     print("\nF1 " + "; ".join(f"{s}/{m} {f:.3f}" for s, m, f in summary))
     if args.speed_size:
