@@ -265,20 +265,22 @@ def test_stream_selected_windows_only():
     """``every_window=False``: only windows keeping a wanted frame run; others are dropped once ``lag`` old."""
     frames, fake = _numbered(437), PositionNet()
     want = predict_frames(fake, frames)
-    stream = TransNetV2Stream(fake, batch_windows=2, every_window=False, lag=30)
+    stream = TransNetV2Stream(fake, batch_windows=2, every_window=False, lag=60)
     for start in range(0, 437, 20):
         stream.push(frames[start:start + 20])
-        if start == 160:
-            stream.want(170, 181)  # window 3 (frames 150..199)
+        if start == 160:  # 180 frames pushed
+            stream.want(170, 181)  # window 3 (frames 150..199), not complete yet
             stream.want(-5, 2)  # window 0, too late: dropped already
-        assert stream.buffered_frames <= WINDOW * (2 + 30 // STRIDE + 1)
+        if start == 320:  # 340 frames pushed: window 5 (250..299) is complete, waiting for marks
+            stream.want(260, 262)
+        assert stream.buffered_frames <= WINDOW * (2 + 60 // STRIDE + 1)
     stream.want(420, 500)  # window 8, the last, before finish
     single, many = stream.finish()
     scored = np.zeros(437, bool)
-    scored[150:200] = scored[400:] = True
+    scored[150:200] = scored[250:300] = scored[400:] = True
     np.testing.assert_allclose(single[scored], want[0][scored], atol=1e-6)
     np.testing.assert_allclose(many[scored], want[1][scored], atol=1e-6)
-    assert np.isnan(single[~scored]).all() and np.isnan(many[~scored]).all() and stream.windows_run == 2
+    assert np.isnan(single[~scored]).all() and np.isnan(many[~scored]).all() and stream.windows_run == 3
 
 
 def test_stream_one_huge_push_is_cut_into_batches():
