@@ -11,9 +11,8 @@ probability a run over the whole video gives it.
 
 :func:`fuse` then decides: a cheap cut or blend that TransNetV2 scored is kept only if TransNetV2
 sees a transition there (it reads passing cars and fast dancers as what they are; wipes, which it
-misses, are kept); TransNetV2's own confident transitions where the cheap detectors saw none are added (cuts
-between similar shots, pixel dissolves, wipes). Runs of black frames (fades through black) are
-always kept.
+misses, are kept); TransNetV2's own confident transitions where the cheap detectors saw none are
+added. Runs of black frames (fades through black) are always kept.
 """
 
 from __future__ import annotations
@@ -43,14 +42,15 @@ def cached_transnetv2(weights: str | None, device: str) -> TransNetV2Net:
 
 @dataclass
 class FusionConfig:
-    """Thresholds of :func:`fuse` (TransNetV2 probabilities, 0..1)."""
+    """Thresholds of :func:`fuse` (TransNetV2 probabilities, 0..1; the defaults, and what they were chosen
+    from, are ``scan.learned_verify_cut``, ``learned_verify_span`` and ``learned_add``)."""
 
-    verify_cut: float = 0.02
+    verify_cut: float
     """A cheap cut at frame ``k`` stands if TransNetV2's single-frame probability reaches this on frames
     ``k-2 .. k`` (it marks a cut on the old shot's last frame, ``k - 1``)."""
-    verify_span: float = 0.06
+    verify_span: float
     """A blend candidate stands if either TransNetV2 output reaches this inside it (one frame around)."""
-    add: float = 0.5
+    add: float
     """TransNetV2's own transitions (single-frame probability above this) where the cheap detectors saw none."""
 
 

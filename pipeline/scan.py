@@ -97,7 +97,7 @@ class ScanConfig:
     """``AdaptiveDetector`` frames each side averaged for the ratio."""
     min_shot_frames: int = 4
     """Minimum frames between two hard cuts (PySceneDetect ``min_scene_len``). Music videos and trailers cut
-    every 7-11 frames at times: 12 (the old default) lost 3 of 135 hand-labelled cuts of a music video;
+    every 7-11 frames at times: 12 (the old default) lost 3 of the 129 hand-labelled cuts of a music video;
     flashes, which a small value would let through, are told apart by ``transient_frames``."""
     compensated_threshold: float | None = 4.0
     """Hard cuts the detectors miss next to fast camera motion (shaky or whip-panned frames change as
@@ -158,7 +158,7 @@ class ScanConfig:
     is checked by TransNetV2."""
     learned_verify_cut: float = 0.02
     """A cheap cut TransNetV2 scored stands if its probability around it reaches this (measured on the
-    labelled music video: its 130 true cuts 0.025 and up, the lowest four 0.025-0.091)."""
+    labelled music video: its 129 true cuts 0.025 and up, the lowest four 0.025-0.091)."""
     learned_verify_span: float = 0.06
     """A dissolve or fade candidate TransNetV2 scored stands if either of its probabilities inside reaches
     this (measured: true gradual transitions 0.07-1.0, hard-edged wipes the lowest; blend-fit false
@@ -188,7 +188,9 @@ class ScanConfig:
         if not 1 <= self.blend_min_frames <= self.blend_max_frames:
             raise ValueError("blend_min_frames, blend_max_frames: expected 1 <= min <= max")
         if self.transient_frames < 0 or self.transient_ratio <= 0:
-            raise ValueError(f"transient_frames, transient_ratio: expected >= 0 and > 0, got {self.transient_frames}, {self.transient_ratio}")
+            raise ValueError(
+                f"transient_frames, transient_ratio: expected >= 0 and > 0, got {self.transient_frames}, {self.transient_ratio}"
+            )
         if self.learned not in ("auto", "off", "unsure", "all"):
             raise ValueError(f"learned: expected auto, off, unsure or all, got {self.learned!r}")
         if self.learned_batch_windows < 0:

@@ -59,7 +59,7 @@ def test_fuse_keeps_what_transnet_confirms_drops_what_it_denies_and_adds_its_own
     single[49] = 0.4  # confirms the cut at 50 (marked on the old shot's last frame)
     single[150] = 0.9  # its own cut at 151, which the cheap detectors missed
     blends = [BlendSpan(100, 110, 1.0, 20.0, 0.1), BlendSpan(250, 260, 1.0, 20.0, 0.1)]
-    cuts, kept, added = fuse([50, 80, 220], blends, single, many, FusionConfig())
+    cuts, kept, added = fuse([50, 80, 220], blends, single, many, FusionConfig(verify_cut=0.03, verify_span=0.1, add=0.5))
     assert cuts == [50, 220]  # 80 denied (a flash, a whip pan), 220 not scored: kept
     assert [(b.start, b.end) for b in kept] == [(250, 260)]  # (100, 110) denied, (250, 260) not scored
     assert added == [(151, 151)]
