@@ -179,3 +179,31 @@ def test_the_real_footage_labels_follow_the_protocol_and_doubtful_is_dont_care()
     score, false_alarms, missed = match([(11, 11), (84, 84), (200, 200)], truth)
     assert (score.tp, score.fp, score.fn) == (1, 1, 1)  # 11 meets the doubtful cut: neither hit nor false alarm
     assert false_alarms == [2] and missed == [1]
+
+
+def test_curated_manifest_lists_the_transitions_and_no_clip_reaches_into_one(hard_video, tmp_path):
+    """``vidforge curate`` on the rendered video with a pixel dissolve, a wipe, a flash, a whip pan and a
+    same-photo cut: ``videos.parquet``'s ``transitions`` (read back by pyarrow) covers every true transition,
+    and no candidate clip of ``clips.parquet``, kept or not, holds a frame of one."""
+    import subprocess
+    import sys
+
+    import pyarrow.parquet as pq
+
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "vidforge", "curate", hard_video.path, "-o", str(out), "--num-cpus", "1", "--no-progress"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    (video,) = pq.read_table(out / "manifest/videos.parquet").to_pylist()
+    found = video["transitions"]
+    assert video["status"] == "ok" and video["num_transitions"] == len(found) == len(hard_video.transitions), found
+    for got, truth in zip(found, hard_video.transitions):
+        assert (got["start_frame"] == got["end_frame"]) == (truth.kind == "cut"), (got, truth)
+        assert got["start_frame"] - 6 <= truth.start and truth.end <= got["end_frame"] + 6, (got, truth)
+    clips = pq.read_table(out / "manifest/clips.parquet").to_pylist()
+    assert len(clips) >= 3
+    for clip in clips:
+        s, e = clip["start_frame"], clip["end_frame"]
+        for t in hard_video.transitions:
+            inside = s < t.start < e if t.kind == "cut" else s < t.end and t.start < e
+            assert not inside, (clip["clip_id"], s, e, t)
