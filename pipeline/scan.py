@@ -35,6 +35,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import sys
 import time
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -200,9 +202,13 @@ class ScanConfig:
                 raise ValueError(f"{name}: expected a probability 0..1, got {getattr(self, name)}")
 
     def learned_mode(self) -> str:
-        """``off``, ``unsure`` or ``all``: what ``learned`` means on this machine."""
+        """``off``, ``unsure`` or ``all``: what ``learned`` means on this machine. A machine without NVIDIA's
+        device files is decided without importing torch (the CPU scan workers never need it)."""
         if self.learned != "auto":
             return self.learned
+        no_nvidia = sys.platform.startswith("linux") and not os.path.exists("/dev/nvidiactl")
+        if self.learned_device == "cpu" or (self.learned_device == "auto" and no_nvidia):
+            return "off"
         from pipeline.shotnet import resolve_device
 
         return "all" if resolve_device(self.learned_device).type == "cuda" else "off"

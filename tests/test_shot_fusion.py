@@ -207,3 +207,15 @@ def test_curated_manifest_lists_the_transitions_and_no_clip_reaches_into_one(har
         for t in hard_video.transitions:
             inside = s < t.start < e if t.kind == "cut" else s < t.end and t.start < e
             assert not inside, (clip["clip_id"], s, e, t)
+
+
+def test_auto_on_a_machine_without_a_gpu_is_off_without_importing_torch():
+    """The scan's CPU workers resolve ``learned: auto`` without paying for torch where there is no GPU."""
+    import subprocess
+    import sys
+
+    code = "import sys; from pipeline.scan import ScanConfig; print(ScanConfig().learned_mode(), 'torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    if torch.cuda.is_available():
+        pytest.skip("a GPU machine: auto is all there")
+    assert out == ["off", "False"]
