@@ -270,8 +270,9 @@ class BlendSpanDetector:
         q = ((d_next < d_prev) & changed).sum(axis=1) / np.maximum(changed.sum(axis=1), 1)
         ok = (resid <= self.switch_max_residual) & (q > 0.25) & (q < 0.75)
         found: dict[int, list[int]] = {}
-        for r in np.argsort(resid):
-            if ok[r] and len(found.setdefault(int(rows[r]), [])) < self.fits_per_frame:
+        passing = np.flatnonzero(ok)
+        for r in passing[np.argsort(resid[passing])]:  # best first
+            if len(found.setdefault(int(rows[r]), [])) < self.fits_per_frame:
                 found[int(rows[r])].append(int(lengths[cols[r]]))
         return found
 
@@ -400,8 +401,9 @@ def resolve_transitions(
 
     Blend spans, black runs and ``learned_spans`` (TransNetV2's, :mod:`pipeline.fusion`) at most ``max_gap``
     frames apart are joined (no shot is that short); a joined span that holds or touches a frame of mean
-    luma below ``black_luma`` is a ``fade``, else a ``dissolve`` if a blend fit is part of it, else
-    ``gradual`` (a wipe, a pixel dissolve: TransNetV2 found it, the blend fit did not). Cuts inside or within ``cut_tolerance`` frames of a gradual span are dropped.
+    luma below ``black_luma`` is a ``fade``, else what its first fitted span was: a ``dissolve`` (blend fit)
+    or a ``wipe`` (switch fit), else ``gradual`` (TransNetV2 alone found it). Cuts inside or within
+    ``cut_tolerance`` frames of a gradual span are dropped.
     """
     spans = [[b.start, b.end, "wipe" if b.kind == "switch" else "dissolve"] for b in blends]
     spans += [[s, e, "dissolve"] for s, e in black_runs]
