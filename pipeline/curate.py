@@ -327,17 +327,6 @@ def _diff_keys(a: Any, b: Any, prefix: str = "") -> Iterator[str]:
         yield prefix
 
 
-def _require_scan_models(config: CurateConfig) -> None:
-    """The scan's TransNetV2 weights, when ``scan.learned`` uses them, checked before any video is read."""
-    from pipeline.fusion import require_learned_weights
-    from pipeline.shotnet import ShotNetWeightsError
-
-    try:
-        require_learned_weights(config.scan)
-    except ShotNetWeightsError as exc:
-        raise ConfigError(f"scan.learned={config.scan.learned}: {exc}") from None
-
-
 def curate(
     paths: list[str],
     output: str | Path,
@@ -353,7 +342,7 @@ def curate(
     ``input_sizes`` (bytes, from :func:`pipeline.io.resolve_inputs`), the largest videos start first."""
     started = time.perf_counter()
     root = output_folder(output)
-    _require_scan_models(config)
+    config.scan.require_learned_weights()  # before any video is read
     with OutputJournal(root, overwrite=overwrite) as journal:  # one run at a time in a folder
         check_config_matches(root, config)
         todo = largest_first([p for p in paths if p not in journal.done_paths], input_sizes or {})

@@ -26,14 +26,6 @@ from pipeline.shotnet import TransNetV2Net, load_transnetv2, transnet_transition
 from pipeline.transitions import BlendSpan
 
 
-def require_learned_weights(scan_config) -> None:
-    """Load TransNetV2's weights now if ``scan_config`` (:class:`pipeline.scan.ScanConfig`) will use them:
-    a missing or corrupt file stops a run before any video is read, with the file and the extra to
-    install (:class:`pipeline.shotnet.ShotNetWeightsError`), never a silent fall back to the cheap detectors."""
-    if scan_config.learned_mode() != "off":
-        cached_transnetv2(scan_config.learned_weights, "cpu")
-
-
 @functools.lru_cache(maxsize=2)
 def cached_transnetv2(weights: str | None, device: str) -> TransNetV2Net:
     """:func:`pipeline.shotnet.load_transnetv2`, once per process (a Ray worker scans many videos)."""

@@ -213,6 +213,21 @@ class ScanConfig:
 
         return "all" if resolve_device(self.learned_device).type == "cuda" else "off"
 
+    def require_learned_weights(self) -> None:
+        """Load TransNetV2's weights now if ``learned`` will use them: a missing or corrupt file stops a run
+        before any video is read, as a :class:`pipeline.config.ConfigError` naming the file and the extra to
+        install, never a silent fall back to the cheap detectors."""
+        if self.learned_mode() == "off":
+            return
+        from pipeline.config import ConfigError
+        from pipeline.fusion import cached_transnetv2
+        from pipeline.shotnet import ShotNetWeightsError
+
+        try:
+            cached_transnetv2(self.learned_weights, "cpu")
+        except ShotNetWeightsError as exc:
+            raise ConfigError(f"scan.learned={self.learned}: {exc}") from None
+
 
 @dataclass
 class ScanResult:

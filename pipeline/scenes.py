@@ -169,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         config = load_config(CurateConfig, args.config, args.overrides)
+        config.scan.require_learned_weights()  # before any video is read
     except ConfigError as exc:
         print(f"{PROG}: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2

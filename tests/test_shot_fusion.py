@@ -219,3 +219,14 @@ def test_auto_on_a_machine_without_a_gpu_is_off_without_importing_torch():
     if torch.cuda.is_available():
         pytest.skip("a GPU machine: auto is all there")
     assert out == ["off", "False"]
+
+
+def test_scenes_with_missing_transnet_weights_says_so_before_reading_a_video(hard_video, tmp_path, capsys):
+    from pipeline.scenes import main
+
+    path = tmp_path / "nope.pth"
+    rc = main([hard_video.path, "--set", "scan.learned=all", "--set", f"scan.learned_weights={path}"])
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and str(path) in err[0] and "vidforge[shotnet]" in err[0], err
+    assert captured.out == ""  # not even the CSV header: nothing was scanned
