@@ -24,7 +24,7 @@ import yaml
 
 from captioner.config import CaptionJobConfig
 from pipeline.config import ConfigError, config_to_dict
-from pipeline.extract import ExtractConfig, ExtractStage, deinterlaces
+from pipeline.extract import ExtractConfig, ExtractStage, deinterlaces, scan_view
 from pipeline.filters import FilterConfig, FilterStage
 from pipeline.framecache import FrameCache
 from pipeline.journal import OutputError, OutputJournal, output_folder, writing_to
@@ -85,11 +85,9 @@ class ScanStage(Stage):
         start = time.perf_counter()
         record.frame_cache = self._frame_cache(record)
         with opencv_threads(self.config.decode_threads):
-            # analysed as the clips will show it (kept HDR, ``hdr_to_sdr: null``: as relative-intent SDR;
-            # no extraction in the chain: as the default one would)
-            extract = self.extract or ExtractConfig()
-            intent = extract.hdr_to_sdr or "relative_colorimetric"
-            record.scan = scan_video(record.path, self.config, record.frame_cache, intent, deinterlaces(record, extract))
+            # analysed as the clips will show it (no extraction in the chain: as the default one would)
+            view = scan_view(record, self.extract or ExtractConfig())
+            record.scan = scan_video(record.path, self.config, record.frame_cache, *view)
         scan = record.scan
         record.keyframes = list(scan.keyframes)
         # the frames that decode, which the clips' frame numbers count (the probe counted packets:

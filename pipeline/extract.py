@@ -353,6 +353,13 @@ def deinterlaces(record: VideoRecord, config: ExtractConfig) -> bool:
     return config.deinterlace and bool(getattr(record.probe, "interlaced", False))
 
 
+def scan_view(record: VideoRecord, config: ExtractConfig) -> tuple[str, bool]:
+    """How the scan analyses ``record`` to see what its clips will show: the HDR rendering intent (kept
+    HDR, ``hdr_to_sdr: null``: as relative-intent SDR) and whether interlaced frames are read from their
+    top field (:func:`deinterlaces`). The ``hdr_intent`` and ``deinterlace`` of :func:`pipeline.scan.scan_video`."""
+    return config.hdr_to_sdr or "relative_colorimetric", deinterlaces(record, config)
+
+
 def iter_extracted(record: VideoRecord, config: ExtractConfig) -> Iterator[ClipRecord]:
     """The kept clips of ``record`` in source order, each as soon as its mp4 is done (``clip.mp4`` and
     the output fps/size/frame count filled): one pass over the video however many clips it has.

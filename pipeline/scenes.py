@@ -88,15 +88,14 @@ def timecode(seconds: float) -> str:
 def scan_for_scenes(path: str, config) -> Any:
     """Scan ``path`` as the curate job's scan stage does (:class:`pipeline.curate.ScanStage`).
     Raises :class:`pipeline.probe.ProbeError` or :class:`pipeline.scan.ScanError` (one-line reasons)."""
-    from pipeline.extract import deinterlaces
+    from pipeline.extract import scan_view
     from pipeline.probe import probe_video
     from pipeline.records import VideoRecord
     from pipeline.scan import opencv_threads, scan_video
 
     record = VideoRecord(path=path, probe=probe_video(path))  # what the scan needs to know: interlaced or not
-    intent = config.extract.hdr_to_sdr or "relative_colorimetric"
     with opencv_threads(config.scan.decode_threads):
-        return scan_video(path, config.scan, None, intent, deinterlaces(record, config.extract))
+        return scan_video(path, config.scan, None, *scan_view(record, config.extract))
 
 
 def scene_list(path: str, scan) -> dict[str, Any]:
