@@ -25,6 +25,7 @@ import numpy as np
 from pipeline.decoding import DecodeReport, decode_frames
 from pipeline.io import decode_source
 from pipeline.probe import display_size, main_video_stream, quarter_turns
+from pipeline.scan import rotate_upright
 
 LABEL_HEIGHT = 14
 CUT_COLOUR = (0, 0, 230)  # BGR red
@@ -62,7 +63,7 @@ def iter_thumbnails(path: str | Path, width: int, keep=None, last: int | None = 
                 size = (rotation, (height, width) if rotation in (90, 270) else (width, height))
             rotation, (tw, th) = size
             thumb = frame.to_ndarray(width=tw, height=th, format="bgr24")
-            yield index, np.ascontiguousarray(np.rot90(thumb, k=rotation // 90)) if rotation else thumb
+            yield index, rotate_upright(thumb, rotation)
 
 
 def read_thumbnails(path: str | Path, wanted: Iterable[int] | None, width: int) -> dict[int, np.ndarray]:
